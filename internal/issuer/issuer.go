@@ -1,0 +1,69 @@
+// Package issuer defines how stint mints a credential on a target.
+// One subpackage per target type implements it.
+package issuer
+
+import (
+	"context"
+	"time"
+
+	"github.com/stint-dev/stint/internal/core"
+)
+
+// Issuer mints and revokes credentials on one configured target.
+//
+// Lifecycle, per lease: the lease manager stores the lease as pending with
+// its ID, then calls Issue; on success it stores Result.Internal (sealed)
+// and marks the lease active. Later it calls Revoke with the same lease ID
+// and Internal — which may be nil when stint crashed between the two
+// phases, so Revoke must be able to find what to remove from the lease ID
+// and role alone (e.g. a user name derived from the lease ID).
+// Revoke must succeed when the credential is already gone.
+type Issuer interface {
+	// Roles lists the role names this target offers.
+	Roles() []string
+	Issue(ctx context.Context, req Request) (Result, error)
+	Revoke(ctx context.Context, req RevokeRequest) error
+}
+
+// Renewer is implemented by issuers whose credentials can be extended in place.
+type Renewer interface {
+	Renew(ctx context.Context, req RenewRequest) error
+}
+
+// Request asks for one credential.
+type Request struct {
+	LeaseID   string
+	Role      string
+	Principal core.Principal
+	Human     *core.Principal
+	Rule      string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	// Params are role-specific inputs from the caller (public_key, csr, scope).
+	Params map[string]string
+}
+
+// Result is what Issue returns.
+type Result struct {
+	Credential core.Credential
+	// Internal is what Revoke needs; stored encrypted with the lease.
+	Internal []byte
+	// ExpiresAt may shorten the lease (zero: the requested expiry).
+	ExpiresAt time.Time
+	Renewable bool
+}
+
+// RevokeRequest asks to remove a credential.
+type RevokeRequest struct {
+	LeaseID  string
+	Role     string
+	Internal []byte
+}
+
+// RenewRequest asks to extend a credential to ExpiresAt.
+type RenewRequest struct {
+	LeaseID   string
+	Role      string
+	Internal  []byte
+	ExpiresAt time.Time
+}
