@@ -44,6 +44,14 @@ type Store interface {
 	// CountLeases counts leases matching f.
 	CountLeases(ctx context.Context, f LeaseFilter) (int, error)
 
+	// AcquireLock takes or extends the named lock for holder until now+ttl
+	// and reports whether holder holds it. Replicas sharing one database use
+	// it to choose the one that runs the reaper; a holder that stops
+	// extending loses the lock when ttl passes.
+	AcquireLock(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	// ReleaseLock gives the lock up if holder holds it.
+	ReleaseLock(ctx context.Context, name, holder string) error
+
 	Close() error
 }
 
