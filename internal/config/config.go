@@ -1,0 +1,146 @@
+// Package config loads stint's YAML configuration strictly (unknown keys
+// are errors), fills defaults, and validates, reporting every problem at
+// once with its file and line.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Server            Server             `yaml:"server"`
+	IdentityProviders []IdentityProvider `yaml:"identity_providers"`
+	Targets           []Target           `yaml:"targets"`
+	Policies          []Policy           `yaml:"policies"`
+	Audit             Audit              `yaml:"audit"`
+	Leases            Leases             `yaml:"leases"`
+
+	// File is the path the config was loaded from ("" for built-in configs).
+	File string `yaml:"-"`
+	// lines maps a field path ("targets[0].roles.api.default_ttl") to its line.
+	lines map[string]int
+}
+
+// Server configures the listener, the store and token issuance.
+type Server struct {
+	Listen    string `yaml:"listen"`
+	IssuerURL string `yaml:"issuer_url"`
+	// Store is sqlite:///path/to/file.db or postgres://user@host/db.
+	Store string `yaml:"store"`
+	// KEKFile holds the key-encryption key; default: beside the SQLite file.
+	KEKFile string `yaml:"kek_file"`
+	// AdminSocket is a Unix socket whose callers are admins (the bootstrap
+	// path), guarded by file permissions; "" disables it.
+	AdminSocket      string   `yaml:"admin_socket"`
+	TLS              TLS      `yaml:"tls"`
+	SigningAlgorithm string   `yaml:"signing_algorithm"`
+	SessionTTL       Duration `yaml:"session_ttl"`
+	// MaxRequestBytes bounds every request body.
+	MaxRequestBytes int64  `yaml:"max_request_bytes"`
+	LogLevel        string `yaml:"log_level"`
+}
+
+// TLS configures HTTPS on the listener; both files or neither.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// IdentityProvider is one trust source for presented identities.
+type IdentityProvider struct {
+	Name      string   `yaml:"name"`
+	Type      string   `yaml:"type"`
+	Issuer    string   `yaml:"issuer"`
+	JWKSFile  string   `yaml:"jwks_file"`
+	JWKSURL   string   `yaml:"jwks_url"`
+	Audiences []string `yaml:"audiences"`
+	// Attributes are added to every principal this provider verifies.
+	Attributes map[string]string `yaml:"attributes"`
+	// Claims maps attribute name to claim name (oidc; nested as "a.b").
+	Claims       map[string]string `yaml:"claims"`
+	Algorithms   []string          `yaml:"algorithms"`
+	SubjectClaim string            `yaml:"subject_claim"`
+}
+
+// Target is a system stint mints credentials for. Which fields apply
+// depends on Type; Validate reports fields set for the wrong type.
+type Target struct {
+	Name  string          `yaml:"name"`
+	Type  string          `yaml:"type"`
+	Roles map[string]Role `yaml:"roles"`
+
+	// postgres, mysql: admin connection; its password by reference.
+	DSN          string `yaml:"dsn"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+	MaxConns     int    `yaml:"max_conns"`
+	// Host, Port, Database override what the returned credential names.
+	Host     string `yaml:"host"`
+	Port     int    `yaml:"port"`
+	Database string `yaml:"database"`
+
+	// MaxActivePerPrincipal caps active leases of one principal on this target.
+	MaxActivePerPrincipal int `yaml:"max_active_per_principal"`
+}
+
+// Role is one shape of credential on a target.
+type Role struct {
+	DefaultTTL Duration `yaml:"default_ttl"`
+	// jwt
+	Audience string            `yaml:"audience"`
+	Scopes   []string          `yaml:"scopes"`
+	Claims   map[string]string `yaml:"claims"`
+	// postgres, mysql
+	Creation   string `yaml:"creation"`
+	Revocation string `yaml:"revocation"`
+	Renewal    string `yaml:"renewal"`
+	// MaxActive caps active leases of this role (all principals).
+	MaxActive int `yaml:"max_active"`
+}
+
+// Policy is one CEL rule.
+type Policy struct {
+	Name        string            `yaml:"name"`
+	Grants      []string          `yaml:"grants"`
+	When        string            `yaml:"when"`
+	MaxTTL      Duration          `yaml:"max_ttl"`
+	Deny        bool              `yaml:"deny"`
+	Constraints map[string]string `yaml:"constraints"`
+}
+
+// Audit configures the audit record and its sinks.
+type Audit struct {
+	Sinks []Sink `yaml:"sinks"`
+}
+
+// Sink is one audit destination.
+type Sink struct {
+	Type string `yaml:"type"`
+	// Required sinks must hold an event durably before issuance proceeds.
+	Required *bool  `yaml:"required"`
+	Path     string `yaml:"path"`
+	// Fsync makes the file sink durable (group commit); default true.
+	Fsync     *bool    `yaml:"fsync"`
+	Address   string   `yaml:"address"`
+	Format    string   `yaml:"format"`
+	URL       string   `yaml:"url"`
+	TokenFile string   `yaml:"token_file"`
+	TokenEnv  string   `yaml:"token_env"`
+	Types     []string `yaml:"types"`
+	Outcomes  []string `yaml:"outcomes"`
+}
+
+// Leases configures the lease manager.
+type Leases struct {
+	MaxAttempts           int      `yaml:"max_attempts"`
+	MaxBackoff            Duration `yaml:"max_backoff"`
+	FailedRetry           Duration `yaml:"failed_retry"`
+	MaxActivePerPrincipal int      `yaml:"max_active_per_principal"`
+}
+
+// Duration is a time.Duration written as "15m" in YAML.
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
