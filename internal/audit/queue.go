@@ -1,0 +1,122 @@
+package audit
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+)
+
+const defaultQueueSize = 16384
+
+// batch is the set of events one Write call delivers; its callers wait on done.
+type batch struct {
+	done chan struct{}
+	err  error
+}
+
+// queue is one sink's bounded pending list and its writer goroutine.
+type queue struct {
+	sink     Sink
+	required bool
+	filter   *Filter
+	max      int
+	logger   *slog.Logger
+
+	mu       sync.Mutex
+	notEmpty sync.Cond
+	notFull  sync.Cond
+	pending  []Event
+	cur      *batch // the batch pending events will be written in
+	closed   bool
+	stopped  chan struct{}
+
+	dropped atomic.Uint64
+}
+
+func newQueue(sc SinkConfig, logger *slog.Logger) *queue {
+	q := &queue{sink: sc.Sink, required: sc.Required, filter: sc.Filter, max: sc.QueueSize,
+		logger: logger, stopped: make(chan struct{})}
+	if q.max <= 0 {
+		q.max = defaultQueueSize
+	}
+	q.notEmpty.L = &q.mu
+	q.notFull.L = &q.mu
+	return q
+}
+
+// push queues evs and returns the batch they will be written in. For a
+// required sink it blocks while the queue is full (backpressure); for a
+// best-effort sink it drops evs instead and returns nil.
+func (q *queue) push(evs []Event) *batch {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	// A batch larger than the queue is still accepted into an empty queue,
+	// or it could never be written.
+	for len(q.pending) > 0 && len(q.pending)+len(evs) > q.max {
+		if !q.required {
+			if n := q.dropped.Add(uint64(len(evs))); n == uint64(len(evs)) || n%1000 < uint64(len(evs)) {
+				q.logger.Warn("audit: best-effort sink queue full, dropping events",
+					"sink", q.sink.Name(), "first_seq", evs[0].Seq, "dropped_total", n)
+			}
+			return nil
+		}
+		q.notFull.Wait()
+	}
+	if q.cur == nil {
+		q.cur = &batch{done: make(chan struct{})}
+	}
+	q.pending = append(q.pending, evs...)
+	q.notEmpty.Signal()
+	return q.cur
+}
+
+// run is the writer: it takes everything pending, writes it in one call and
+// wakes every caller of that batch.
+func (q *queue) run() {
+	defer close(q.stopped)
+	for {
+		q.mu.Lock()
+		for len(q.pending) == 0 && !q.closed {
+			q.notEmpty.Wait()
+		}
+		if len(q.pending) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		evs, b := q.pending, q.cur
+		q.pending, q.cur = nil, nil
+		q.notFull.Broadcast()
+		q.mu.Unlock()
+
+		err := q.sink.Write(context.Background(), evs)
+		if err != nil {
+			q.logger.Error("audit: sink write failed", "sink", q.sink.Name(),
+				"required", q.required, "first_seq", evs[0].Seq, "last_seq", evs[len(evs)-1].Seq,
+				"events", len(evs), "err", err)
+			b.err = &SinkError{Sink: q.sink.Name(), FirstSeq: evs[0].Seq, LastSeq: evs[len(evs)-1].Seq, Err: err}
+		}
+		close(b.done)
+	}
+}
+
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.notEmpty.Broadcast()
+	q.mu.Unlock()
+}
+
+// SinkError reports that a sink failed to take events FirstSeq..LastSeq.
+type SinkError struct {
+	Sink              string
+	FirstSeq, LastSeq uint64
+	Err               error
+}
+
+func (e *SinkError) Error() string {
+	return "audit: sink " + e.Sink + ": write seq " + uitoa(e.FirstSeq) + ".." + uitoa(e.LastSeq) + ": " + e.Err.Error()
+}
+
+// Unwrap returns the sink's error.
+func (e *SinkError) Unwrap() error { return e.Err }
