@@ -1,8 +1,12 @@
 package jwtidp
 
 import (
+	"fmt"
+	"math"
 	"strconv"
 	"strings"
+
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/stint-dev/stint/internal/core"
 )
@@ -95,4 +99,68 @@ func copyAttrs(attrs map[string]any, c claims, names ...string) {
 			attrs[n] = v
 		}
 	}
+}
+
+// registered extracts the RFC 7519 registered claims with their JSON types
+// enforced, for jwt.Claims.ValidateWithLeeway. A claim of the wrong type is
+// an error, never silently absent: a string "exp" must not mean "no expiry".
+func (c claims) registered() (jwt.Claims, error) {
+	var std jwt.Claims
+	var err error
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"iss", &std.Issuer}, {"sub", &std.Subject}, {"jti", &std.ID}} {
+		if v, ok := c[f.name]; ok {
+			s, isStr := v.(string)
+			if !isStr {
+				return jwt.Claims{}, fmt.Errorf("claim %s is not a string", f.name)
+			}
+			*f.dst = s
+		}
+	}
+	switch a := c["aud"].(type) {
+	case nil:
+		if _, present := c["aud"]; present {
+			return jwt.Claims{}, fmt.Errorf("claim aud is null")
+		}
+	case string:
+		std.Audience = jwt.Audience{a}
+	case []any:
+		std.Audience = make(jwt.Audience, 0, len(a))
+		for _, e := range a {
+			s, ok := e.(string)
+			if !ok {
+				return jwt.Claims{}, fmt.Errorf("claim aud holds a non-string")
+			}
+			std.Audience = append(std.Audience, s)
+		}
+	default:
+		return jwt.Claims{}, fmt.Errorf("claim aud is neither string nor list")
+	}
+	if std.Expiry, err = c.date("exp"); err != nil {
+		return jwt.Claims{}, err
+	}
+	if std.NotBefore, err = c.date("nbf"); err != nil {
+		return jwt.Claims{}, err
+	}
+	if std.IssuedAt, err = c.date("iat"); err != nil {
+		return jwt.Claims{}, err
+	}
+	return std, nil
+}
+
+// date reads a NumericDate (seconds since the epoch; fractions truncated,
+// as go-jose does).
+func (c claims) date(name string) (*jwt.NumericDate, error) {
+	v, ok := c[name]
+	if !ok {
+		return nil, nil
+	}
+	f, ok := v.(float64)
+	if !ok || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1<<40 {
+		return nil, fmt.Errorf("claim %s is not a valid NumericDate", name)
+	}
+	d := jwt.NumericDate(int64(f))
+	return &d, nil
 }

@@ -221,19 +221,24 @@ func (v *Verifier) verify(ctx context.Context, token string) (core.Principal, er
 	if fits := asymmetric[alg]; !fits(key.Key) {
 		return core.Principal{}, reject(identity.ReasonAlgKeyMismatch, fmt.Sprintf("token alg %s does not fit key type %T", alg, key.Key), nil)
 	}
-	var std jwt.Claims
+	// One decode into a map serves both the registered claims and the
+	// profile: decoding twice was a third of the verify cost.
 	var raw map[string]any
-	if err := tok.Claims(key.Key, &std, &raw); err != nil {
+	if err := tok.Claims(key.Key, &raw); err != nil {
 		if errors.Is(err, jose.ErrCryptoFailure) {
 			return core.Principal{}, reject(identity.ReasonBadSignature, "", jose.ErrCryptoFailure)
 		}
-		return core.Principal{}, reject(identity.ReasonMalformed, "claims are not a valid JWT claims set", nil)
+		return core.Principal{}, reject(identity.ReasonMalformed, "claims are not a JSON object", nil)
+	}
+	c := claims(raw)
+	std, err := c.registered()
+	if err != nil {
+		return core.Principal{}, reject(identity.ReasonMalformed, err.Error(), nil)
 	}
 	if err := v.validate(std); err != nil {
 		return core.Principal{}, err
 	}
 
-	c := claims(raw)
 	p := core.Principal{
 		Provider:   v.cfg.Name,
 		Kind:       v.cfg.Type,
