@@ -1,0 +1,145 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/stint-dev/stint/internal/audit"
+	"github.com/stint-dev/stint/internal/config"
+	"github.com/stint-dev/stint/internal/identity"
+	"github.com/stint-dev/stint/internal/identity/jwtidp"
+	"github.com/stint-dev/stint/internal/issuer"
+	jwtissuer "github.com/stint-dev/stint/internal/issuer/jwt"
+	"github.com/stint-dev/stint/internal/issuer/postgres"
+	"github.com/stint-dev/stint/internal/jwks"
+)
+
+// deps is what constructors may use.
+type deps struct {
+	HTTPClient *http.Client
+	Now        func() time.Time
+	IssuerURL  string
+	Signer     jwtissuer.Signer
+	OnRefresh  func(source string, err error)
+}
+
+// identityBuilder builds one identity provider from its config.
+type identityBuilder func(ctx context.Context, p config.IdentityProvider, d deps) (identity.IssuerVerifier, error)
+
+// targetBuilder builds one target's issuer from its config.
+type targetBuilder func(ctx context.Context, t config.Target, d deps) (issuer.Issuer, error)
+
+// sinkBuilder builds one audit sink.
+type sinkBuilder func(s config.Sink) (audit.Sink, error)
+
+// identityTypes lists every built-in identity provider type, by hand.
+var identityTypes = map[string]identityBuilder{
+	"kubernetes":     jwtProvider,
+	"oidc":           jwtProvider,
+	"github-actions": jwtProvider,
+	"gitlab-ci":      jwtProvider,
+	"gcp":            jwtProvider,
+	"azure":          jwtProvider,
+}
+
+// targetTypes lists every built-in target type, by hand.
+var targetTypes = map[string]targetBuilder{
+	"jwt":      jwtTarget,
+	"postgres": postgresTarget,
+}
+
+// sinkTypes lists every built-in audit sink type, by hand.
+var sinkTypes = map[string]sinkBuilder{
+	"file": fileSink,
+}
+
+func names[V any](m map[string]V) string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
+// Well-known issuers whose JWKS is found by discovery when none is configured.
+var defaultIssuers = map[string]string{
+	"github-actions": "https://token.actions.githubusercontent.com",
+	"gitlab-ci":      "https://gitlab.com",
+	"gcp":            "https://accounts.google.com",
+}
+
+func jwtProvider(ctx context.Context, p config.IdentityProvider, d deps) (identity.IssuerVerifier, error) {
+	iss := p.Issuer
+	if iss == "" {
+		iss = defaultIssuers[p.Type]
+	}
+	if iss == "" {
+		return nil, fmt.Errorf("issuer is required for a %s provider", p.Type)
+	}
+	o := jwks.Options{HTTPClient: d.HTTPClient, Now: d.Now, OnRefresh: d.OnRefresh}
+	switch {
+	case p.JWKSFile != "":
+		o.File = p.JWKSFile
+	case p.JWKSURL != "":
+		o.URL = p.JWKSURL
+	default:
+		o.Issuer = iss
+	}
+	keys, err := jwks.New(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return jwtidp.New(jwtidp.Config{
+		Name: p.Name, Type: p.Type, Issuer: iss, Audiences: p.Audiences, Keys: keys,
+		Algorithms: p.Algorithms, Attributes: p.Attributes, ClaimAttributes: p.Claims,
+		SubjectClaim: p.SubjectClaim, Now: d.Now,
+	})
+}
+
+func jwtTarget(_ context.Context, t config.Target, d deps) (issuer.Issuer, error) {
+	roles := map[string]jwtissuer.RoleConfig{}
+	for name, r := range t.Roles {
+		roles[name] = jwtissuer.RoleConfig{Audience: r.Audience, Scopes: r.Scopes, Claims: r.Claims, DefaultTTL: r.DefaultTTL.D()}
+	}
+	return jwtissuer.New(jwtissuer.Config{Name: t.Name, IssuerURL: d.IssuerURL, Roles: roles, Signer: d.Signer, Now: d.Now})
+}
+
+func postgresTarget(ctx context.Context, t config.Target, _ deps) (issuer.Issuer, error) {
+	pw, err := secretRef(t.PasswordFile, t.PasswordEnv)
+	if err != nil {
+		return nil, err
+	}
+	roles := map[string]postgres.RoleConfig{}
+	for name, r := range t.Roles {
+		roles[name] = postgres.RoleConfig{Creation: r.Creation, Revocation: r.Revocation, Renewal: r.Renewal, DefaultTTL: r.DefaultTTL.D()}
+	}
+	return postgres.New(ctx, postgres.Config{
+		Name: t.Name, DSN: t.DSN, Password: pw, Host: t.Host, Port: t.Port, Database: t.Database,
+		MaxConns: int32(t.MaxConns), Roles: roles,
+	})
+}
+
+// secretRef reads a secret given by file or environment reference.
+func secretRef(file, env string) (string, error) {
+	switch {
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("read password_file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	case env != "":
+		return os.Getenv(env), nil
+	}
+	return "", nil
+}
+
+func fileSink(s config.Sink) (audit.Sink, error) {
+	return audit.NewFileSink(s.Path, audit.FileOptions{DisableFsync: s.Fsync != nil && !*s.Fsync})
+}
