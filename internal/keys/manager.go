@@ -305,11 +305,19 @@ func (m *Manager) analyse(recs []store.KeyRecord) view {
 	return v
 }
 
-// newerFirst orders keys newest first, by id on a tie so that every
-// replica picks the same current key.
+// newerFirst orders keys newest first. Creation times tie when a store
+// rounds them or a clock is coarse; then a key still open sorts before a
+// retired one (it was made later, by the rotation that retired the other),
+// and the id decides the rest so that every replica picks the same key.
 func newerFirst(a, b store.KeyRecord) int {
 	if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
 		return c
+	}
+	if ao, bo := a.NotAfter.IsZero(), b.NotAfter.IsZero(); ao != bo {
+		if ao {
+			return -1
+		}
+		return 1
 	}
 	return strings.Compare(b.ID, a.ID)
 }
