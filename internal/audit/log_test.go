@@ -378,3 +378,13 @@ func TestLastEventLongLine(t *testing.T) {
 }
 
 var _ io.Closer = (*FileSink)(nil)
+
+func TestStreamSinkWritesVerifiableLines(t *testing.T) {
+	var buf bytes.Buffer
+	l, _ := NewLog(Options{Logger: quiet, Sinks: []SinkConfig{{Sink: NewStreamSink("stdout", &buf), Required: true}}})
+	l.RecordAll(context.Background(), ev(AuthSuccess, 1), ev(AuthFailure, 2))
+	l.Close()
+	if res, err := Verify(&buf); err != nil || res.Events != 2 {
+		t.Fatalf("verify stdout record: %+v, %v", res, err)
+	}
+}

@@ -97,7 +97,6 @@ func VerifyWith(r io.Reader, o VerifyOptions) (VerifyResult, error) {
 		}
 		if res.Events == 0 {
 			res.FirstSeq = e.Seq
-			expect = e.Seq
 			if e.Seq == 0 {
 				return fail(0, "seq 0 is not a chained event")
 			}
