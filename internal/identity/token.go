@@ -120,8 +120,8 @@ func CheckCompact(token string) error {
 // handing the token to go-jose. Presence of a forbidden member is what
 // matters, so those are raw messages: even "jku": null is refused.
 type Header struct {
-	Alg  string             `json:"alg"`
-	Kid  string             `json:"kid"`
+	Alg  string              `json:"alg"`
+	Kid  string              `json:"kid"`
 	Crit josejson.RawMessage `json:"crit"`
 	Jku  josejson.RawMessage `json:"jku"`
 	X5u  josejson.RawMessage `json:"x5u"`
