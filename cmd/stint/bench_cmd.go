@@ -1,0 +1,113 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stint-dev/stint/client"
+	"github.com/stint-dev/stint/internal/bench"
+)
+
+func newBenchCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "bench", Short: "Load generators for BENCHMARKS.md"}
+	var o bench.Options
+	var id identityFlags
+	var audience string
+	var baseline bool
+	var serverPID int
+	exchange := &cobra.Command{
+		Use:   "exchange",
+		Short: "Drive POST /oauth2/token on a running server; report exchanges/s and p50/p99",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tok, err := id.token()
+			if err != nil {
+				return err
+			}
+			form := url.Values{
+				"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+				"subject_token":      {tok},
+				"subject_token_type": {client.TokenTypeJWT},
+			}
+			if audience != "" {
+				form.Set("audience", audience)
+			}
+			addr := strings.TrimRight(client.Addr(g.addr), "/")
+			res := bench.Run(cmd.Context(), "exchange", o, bench.Post(addr+"/oauth2/token", "application/x-www-form-urlencoded", "", []byte(form.Encode())))
+			return report(cmd, res, baseline, serverPID)
+		},
+	}
+	exchange.Flags().StringVar(&audience, "audience", "", "exchange for an access token of this audience (default: session tokens)")
+	id.add(exchange)
+
+	var target, role, ttl string
+	creds := &cobra.Command{
+		Use:   "creds --target T --role R",
+		Short: "Drive POST /v1/credentials on a running server; report credentials/s and p50/p99",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tok, err := id.token()
+			if err != nil {
+				return err
+			}
+			body, _ := json.Marshal(client.CredentialRequest{Target: target, Role: role, TTL: ttl})
+			addr := strings.TrimRight(client.Addr(g.addr), "/")
+			res := bench.Run(cmd.Context(), "creds "+target+"/"+role, o, bench.Post(addr+"/v1/credentials", "application/json", tok, body))
+			return report(cmd, res, baseline, serverPID)
+		},
+	}
+	creds.Flags().StringVar(&target, "target", "", "target")
+	creds.Flags().StringVar(&role, "role", "", "role")
+	creds.Flags().StringVar(&ttl, "ttl", "", "lease TTL")
+	id.add(creds)
+
+	var d time.Duration
+	base := &cobra.Command{
+		Use: "baseline", Short: "Raw ES256 sign + RS256 verify per second on one core", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := bench.Baseline(d)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "baseline: %.0f ES256 sign + RS256 verify per second on one core\n", r)
+			return nil
+		},
+	}
+	base.Flags().DurationVar(&d, "duration", 5*time.Second, "how long to measure")
+
+	for _, c := range []*cobra.Command{exchange, creds} {
+		c.Flags().IntVarP(&o.Concurrency, "concurrency", "c", 32, "concurrent requests")
+		c.Flags().DurationVarP(&o.Duration, "duration", "d", 10*time.Second, "measured duration")
+		c.Flags().DurationVar(&o.Warmup, "warmup", 2*time.Second, "warm-up before measuring")
+		c.Flags().BoolVar(&baseline, "baseline", true, "also measure the raw-crypto baseline (5 s, one core) and print the ratio")
+		c.Flags().IntVar(&serverPID, "server-pid", 0, "report this server process's RSS")
+	}
+	cmd.AddCommand(exchange, creds, base)
+	return cmd
+}
+
+func report(cmd *cobra.Command, res bench.Result, baseline bool, pid int) error {
+	out := cmd.OutOrStdout()
+	fmt.Fprintln(out, res)
+	if res.Requests == 0 {
+		return fmt.Errorf("no request succeeded")
+	}
+	if pid > 0 {
+		if rss, peak, err := bench.RSS(pid); err == nil {
+			fmt.Fprintf(out, "server RSS: %.1f MB (peak %.1f MB)\n", float64(rss)/1e6, float64(peak)/1e6)
+		}
+	}
+	if baseline {
+		b, err := bench.Baseline(5 * time.Second)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "baseline: %.0f ES256 sign + RS256 verify /s on one core; ratio %.2f\n", b, res.PerSecond/b)
+	}
+	return nil
+}

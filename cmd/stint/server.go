@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stint-dev/stint/internal/app"
+	"github.com/stint-dev/stint/internal/config"
+	"github.com/stint-dev/stint/internal/devcluster"
+)
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+func newServerCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "server --config FILE",
+		Short: "Run the stint server from a config file",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return fmt.Errorf("--config is required")
+			}
+			cfg, err := loadConfig(file)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, nil)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "config", "c", "", "config file (YAML)")
+	return cmd
+}
+
+// loadConfig loads, defaults and fully checks a config file.
+func loadConfig(file string) (*config.Config, error) {
+	cfg, err := config.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := app.Check(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// serve runs the server until ctx ends; onReady runs once it listens.
+func serve(ctx context.Context, cfg *config.Config, onReady func(addr string)) error {
+	start := time.Now()
+	log := newLogger(cfg.Server.LogLevel)
+	a, err := app.New(ctx, cfg, app.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return a.Run(ctx, func(addr string) {
+		log.Info("stint ready", "addr", addr, "issuer", cfg.Server.IssuerURL, "startup_ms", time.Since(start).Milliseconds())
+		if onReady != nil {
+			onReady(addr)
+		}
+	})
+}
+
+//go:embed dev.yaml.tmpl
+var devConfig string
+
+func newDevCmd(g *globals) *cobra.Command {
+	var dir, listen string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a demo server on the embedded store with a dev cluster, a dev SSO and a jwt target",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				d, err := os.MkdirTemp("", "stint-dev-")
+				if err != nil {
+					return err
+				}
+				dir = d
+			}
+			dir, _ = filepath.Abs(dir)
+			if err := devcluster.Init(dir); err != nil {
+				return err
+			}
+			path := filepath.Join(dir, "stint.yaml")
+			if err := writeDevConfig(path, dir, listen); err != nil {
+				return err
+			}
+			cfg, err := loadConfig(path)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, func(addr string) { printDevHelp(dir, addr, path) })
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "directory for the store, keys and audit log (default: a new temp dir)")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8420", "listen address")
+	cmd.AddCommand(newDevTokenCmd())
+	return cmd
+}
+
+func writeDevConfig(path, dir, listen string) error {
+	t := template.Must(template.New("dev").Parse(devConfig))
+	var b strings.Builder
+	if err := t.Execute(&b, map[string]string{
+		"Dir": dir, "Listen": listen,
+		"ClusterIssuer": devcluster.ClusterIssuer, "SSOIssuer": devcluster.SSOIssuer,
+		"ClusterJWKS": devcluster.JWKSFile(dir, "dev-cluster"), "SSOJWKS": devcluster.JWKSFile(dir, "dev-sso"),
+	}); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+func printDevHelp(dir, addr, cfgPath string) {
+	fmt.Fprintf(os.Stderr, `
+stint dev is running on http://%[2]s   (config: %[3]s)
+
+In another shell, try:
+
+  export STINT_ADDR=http://%[2]s STINT_DEV_DIR=%[1]s
+
+  # a workload token from the dev cluster (namespace agents, service account support-bot)
+  stint dev token --namespace agents --service-account support-bot > /tmp/sa.jwt
+
+  # exchange it for a stint session token, then for an access token for the demo API
+  stint token --identity-token-file /tmp/sa.jwt
+  stint token --identity-token-file /tmp/sa.jwt --audience https://api.demo.local --scope orders:read
+
+  # a credential under a lease, on behalf of a human from the dev SSO
+  stint dev token --human alice --groups support > /tmp/alice.jwt
+  stint creds demo-api/read --identity-token-file /tmp/sa.jwt --on-behalf-of-file /tmp/alice.jwt --ttl 5m
+
+  # a denial: the wrong namespace
+  stint dev token --namespace default --service-account web > /tmp/web.jwt
+  stint creds demo-api/read --identity-token-file /tmp/web.jwt
+
+  # what policy says and why, the keys, and the tamper-evident audit record
+  stint policy test --config %[3]s --identity-token-file /tmp/sa.jwt --grant demo-api/read
+  stint audit verify %[1]s/audit.jsonl
+  curl -s http://%[2]s/.well-known/jwks.json
+
+`, dir, addr, cfgPath)
+}
+
+func newDevTokenCmd() *cobra.Command {
+	var dir, ns, sa, human, email string
+	var groups []string
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Mint a demo workload token (dev cluster) or human token (dev SSO)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				dir = os.Getenv("STINT_DEV_DIR")
+			}
+			if dir == "" {
+				return fmt.Errorf("--dir or STINT_DEV_DIR must name the directory `stint dev` printed")
+			}
+			var tok string
+			var err error
+			if human != "" {
+				tok, err = devcluster.MintHuman(dir, devcluster.Human{User: human, Email: email, Groups: groups, TTL: ttl})
+			} else {
+				tok, err = devcluster.MintWorkload(dir, devcluster.Workload{Namespace: ns, ServiceAccount: sa, TTL: ttl})
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), tok)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the directory of `stint dev` (default $STINT_DEV_DIR)")
+	cmd.Flags().StringVar(&ns, "namespace", "agents", "service account namespace")
+	cmd.Flags().StringVar(&sa, "service-account", "support-bot", "service account name")
+	cmd.Flags().StringVar(&human, "human", "", "mint a human's OIDC token for this user instead")
+	cmd.Flags().StringVar(&email, "email", "", "the human's email (default USER@example.com)")
+	cmd.Flags().StringSliceVar(&groups, "groups", nil, "the human's groups")
+	cmd.Flags().DurationVar(&ttl, "ttl", time.Hour, "token lifetime")
+	return cmd
+}

@@ -1,0 +1,214 @@
+// Package bench is the load generator behind `stint bench`: it drives a
+// running server over HTTP and reports throughput and latency percentiles,
+// and measures the raw-crypto baseline that BENCHMARKS.md divides by.
+package bench
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Result summarises one run.
+type Result struct {
+	Name        string        `json:"name"`
+	Requests    int64         `json:"requests"`
+	Errors      int64         `json:"errors"`
+	Duration    time.Duration `json:"duration_ns"`
+	PerSecond   float64       `json:"per_second"`
+	P50         time.Duration `json:"p50_ns"`
+	P99         time.Duration `json:"p99_ns"`
+	Max         time.Duration `json:"max_ns"`
+	FirstError  string        `json:"first_error,omitempty"`
+	Concurrency int           `json:"concurrency"`
+}
+
+func (r Result) String() string {
+	s := fmt.Sprintf("%s: %d requests in %.1fs with %d workers: %.0f/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms, errors %d",
+		r.Name, r.Requests, r.Duration.Seconds(), r.Concurrency, r.PerSecond, ms(r.P50), ms(r.P99), ms(r.Max), r.Errors)
+	if r.FirstError != "" {
+		s += " (first: " + r.FirstError + ")"
+	}
+	return s
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Options drive a run.
+type Options struct {
+	Concurrency int
+	Duration    time.Duration
+	Warmup      time.Duration
+}
+
+// Request makes one request; it returns an error for a failed one.
+type Request func(ctx context.Context, c *http.Client) error
+
+// Run calls req from Concurrency goroutines for Duration (after Warmup)
+// and records each latency.
+func Run(ctx context.Context, name string, o Options, req Request) Result {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 32
+	}
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	tr := &http.Transport{MaxIdleConns: o.Concurrency * 2, MaxIdleConnsPerHost: o.Concurrency * 2, IdleConnTimeout: time.Minute}
+	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	defer tr.CloseIdleConnections()
+	if o.Warmup > 0 {
+		wctx, cancel := context.WithTimeout(ctx, o.Warmup)
+		run(wctx, o.Concurrency, c, req)
+		cancel()
+	}
+	rctx, cancel := context.WithTimeout(ctx, o.Duration)
+	defer cancel()
+	start := time.Now()
+	lat, errs, first := run(rctx, o.Concurrency, c, req)
+	el := time.Since(start)
+	res := Result{Name: name, Requests: int64(len(lat)), Errors: errs, Duration: el, Concurrency: o.Concurrency, FirstError: first}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		res.PerSecond = float64(len(lat)) / el.Seconds()
+		res.P50 = lat[len(lat)*50/100]
+		res.P99 = lat[len(lat)*99/100]
+		res.Max = lat[len(lat)-1]
+	}
+	return res
+}
+
+func run(ctx context.Context, n int, c *http.Client, req Request) ([]time.Duration, int64, string) {
+	var wg sync.WaitGroup
+	var errs atomic.Int64
+	var firstMu sync.Mutex
+	first := ""
+	lats := make([][]time.Duration, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 1<<14)
+			for ctx.Err() == nil {
+				t := time.Now()
+				err := req(ctx, c)
+				d := time.Since(t)
+				if err != nil {
+					if ctx.Err() != nil {
+						break
+					}
+					errs.Add(1)
+					firstMu.Lock()
+					if first == "" {
+						first = err.Error()
+					}
+					firstMu.Unlock()
+					continue
+				}
+				local = append(local, d)
+			}
+			lats[i] = local
+		}()
+	}
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	return all, errs.Load(), first
+}
+
+// Post returns a Request that POSTs body and expects 200.
+func Post(url, contentType, auth string, body []byte) Request {
+	return func(ctx context.Context, c *http.Client) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(body)))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", contentType)
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d: %.200s", resp.StatusCode, b)
+		}
+		return nil
+	}
+}
+
+// Baseline measures raw ES256 sign + RS256 (2048-bit) verify operations
+// per second on one goroutine: the cryptographic floor of one exchange.
+func Baseline(d time.Duration) (float64, error) {
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return 0, err
+	}
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return 0, err
+	}
+	msg := []byte(`{"iss":"https://stint.example.com","sub":"system:serviceaccount:agents:support-bot","aud":"stint","exp":1800000000}`)
+	h := sha256.Sum256(msg)
+	rsig, err := rsa.SignPKCS1v15(rand.Reader, rk, crypto.SHA256, h[:])
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	start := time.Now()
+	for time.Since(start) < d {
+		h := sha256.Sum256(msg)
+		if _, err := ecdsa.SignASN1(rand.Reader, ec, h[:]); err != nil {
+			return 0, err
+		}
+		if err := rsa.VerifyPKCS1v15(&rk.PublicKey, crypto.SHA256, h[:], rsig); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// RSS returns the resident and peak resident set size of a process, in bytes.
+func RSS(pid int) (rss, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = v * 1024
+		case "VmHWM:":
+			peak = v * 1024
+		}
+	}
+	if rss == 0 {
+		return 0, 0, errors.New("bench: no VmRSS in /proc status")
+	}
+	return rss, peak, nil
+}
