@@ -97,6 +97,11 @@ func (e *Engine) decide(in Input, trace []RuleTrace) Decision {
 	if in.Identity == nil {
 		return Decision{Reason: "no identity to evaluate"}
 	}
+	// A '*' pattern matches an empty segment, so an empty grant must not
+	// reach the rules.
+	if in.Grant.Target == "" || in.Grant.Role == "" || strings.Contains(in.Grant.Role, "/") {
+		return Decision{Reason: "invalid grant: want target/role"}
+	}
 	now := in.Now
 	if now.IsZero() {
 		now = time.Now()

@@ -55,6 +55,7 @@ type CompileError struct {
 	Err   error
 }
 
+// Error formats the problem with the rule's position, name and field.
 func (e *CompileError) Error() string {
 	return fmt.Sprintf("policy: rule %d %q: %s: %v", e.Index, e.Rule, e.Field, e.Err)
 }
@@ -116,6 +117,14 @@ func Compile(rules []Rule) (*Engine, error) {
 		}
 		if r.MaxTTL < 0 {
 			fail(i, r.Name, "max_ttl", fmt.Errorf("negative (%s)", r.MaxTTL))
+		}
+		// A deny rule grants nothing, so a cap or constraints on it can only
+		// be a misunderstanding worth pointing out.
+		if r.Deny && r.MaxTTL != 0 {
+			fail(i, r.Name, "max_ttl", errors.New("has no effect on a deny rule"))
+		}
+		if r.Deny && len(r.Constraints) > 0 {
+			fail(i, r.Name, "constraints", errors.New("have no effect on a deny rule"))
 		}
 		if r.When != "" {
 			prg, err := compileCondition(env, r.When)

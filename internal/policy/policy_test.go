@@ -106,6 +106,7 @@ func TestEvaluateArchitectureExample(t *testing.T) {
 		{"human not in group denies", supportBot(), notSupport, ordersReadonly, berlin(t, 10, 0), false, "rule support-bot-reads-orders: condition false"},
 		{"other grant denies", supportBot(), supportHuman(), core.Grant{Target: "orders-db", Role: "admin"}, berlin(t, 10, 0), false, "no rule grants orders-db/admin"},
 		{"no identity denies", nil, supportHuman(), ordersReadonly, berlin(t, 10, 0), false, "no identity"},
+		{"empty grant denies", supportBot(), supportHuman(), core.Grant{}, berlin(t, 10, 0), false, "invalid grant"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,6 +140,8 @@ func TestEvaluateWildcardGrants(t *testing.T) {
 		{"*/readonly", ordersReadonly, true},
 		{"*/readonly", core.Grant{Target: "users-db", Role: "readwrite"}, false},
 		{"*/*", core.Grant{Target: "stint", Role: "admin"}, true},
+		{"*/*", core.Grant{Target: "", Role: "admin"}, false},
+		{"*/*", core.Grant{Target: "x", Role: "a/b"}, false},
 		{"stint/admin", core.AdminGrant, true},
 		{"stint/admin", core.Grant{Target: "stint", Role: "admins"}, false},
 		{"orders-*/read*", ordersReadonly, true},
@@ -406,6 +409,7 @@ func TestCompileReportsEveryProblem(t *testing.T) {
 		{Name: "negative-ttl", Grants: []string{"a/b"}, MaxTTL: -time.Minute},
 		{Name: "too-long", Grants: []string{"a/b"}, When: strings.Repeat("true && ", MaxConditionSize/8+1) + "true"},
 		{Name: "blank", Grants: []string{"a/b"}, When: "  \n"},
+		{Name: "deny-with-cap", Grants: []string{"a/b"}, Deny: true, MaxTTL: time.Minute, Constraints: map[string]string{"scope": "x"}},
 	}
 	want := []struct {
 		index int
@@ -427,6 +431,8 @@ func TestCompileReportsEveryProblem(t *testing.T) {
 		{9, "max_ttl", "negative"},
 		{10, "when", "size"},
 		{11, "when", "blank"},
+		{12, "max_ttl", "deny rule"},
+		{12, "constraints", "deny rule"},
 	}
 	e, err := Compile(rules)
 	if e != nil || err == nil {
