@@ -17,6 +17,8 @@ import (
 
 var quiet = slog.New(slog.DiscardHandler)
 
+var zeroTime time.Time
+
 // memSink keeps what it was given.
 type memSink struct {
 	mu     sync.Mutex
