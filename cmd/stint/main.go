@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	_ "time/tzdata" // policy rules name time zones; minimal images lack zoneinfo
 
 	"github.com/spf13/cobra"
 
