@@ -251,7 +251,7 @@ func roleExistsName(t *testing.T, is *Issuer, n string) bool { return roleExists
 
 func TestBadInputTouchesNothing(t *testing.T) {
 	is, _ := setup(t, map[string]RoleConfig{
-		"needs-team": {Creation: `CREATE ROLE "{{.Name}}" LOGIN PASSWORD '{{.Password}}' IN ROLE {{ident .Principal.group}};`},
+		"needs-team":  {Creation: `CREATE ROLE "{{.Name}}" LOGIN PASSWORD '{{.Password}}' IN ROLE {{ident .Principal.group}};`},
 		"needs-human": {Creation: `CREATE ROLE "{{.Name}}" LOGIN; COMMENT ON ROLE "{{.Name}}" IS '{{.Human.email}}';`},
 	})
 	tests := []struct {

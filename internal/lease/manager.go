@@ -1,0 +1,421 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/stint-dev/stint/internal/audit"
+	"github.com/stint-dev/stint/internal/core"
+	"github.com/stint-dev/stint/internal/issuer"
+	"github.com/stint-dev/stint/internal/store"
+)
+
+// defaultTTL is used when neither the request nor the role gives a TTL.
+const defaultTTL = 15 * time.Minute
+
+// Manager runs the life of every lease. Safe for concurrent use; every
+// replica has one, and Run makes exactly one of them the reaper.
+type Manager struct {
+	o   Options
+	met *metrics
+
+	limitMu sync.Mutex // makes count-then-create exact within one replica
+
+	mu       sync.Mutex
+	inflight map[string]bool   // claimed lease ids queued or running here
+	queues   map[string]*queue // per target, while Run runs
+	running  bool
+	bg       sync.WaitGroup // kill-switch markers
+}
+
+// New checks the options and fills their defaults.
+func New(o Options) (*Manager, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	met, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("lease: metrics: %w", err)
+	}
+	return &Manager{o: o, met: met, inflight: map[string]bool{}}, nil
+}
+
+// IssueRequest asks for one credential. The broker has authenticated the
+// principal and authorized the grant; TTL 0 means the role's default.
+type IssueRequest struct {
+	Target, Role, Rule, RequestID, Source string
+	Principal                             core.Principal
+	Human                                 *core.Principal
+	TTL, MaxTTL                           time.Duration
+	Params                                map[string]string
+}
+
+// Issue stores the lease as pending, asks the target's issuer for the
+// credential, then activates the lease. When the issuer fails the lease is
+// revoked at once (the issuer may have half-created the credential) and the
+// error returned as a *core.Error.
+func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.Credential, error) {
+	ev := audit.Event{Type: audit.CredentialIssue, RequestID: r.RequestID, Source: r.Source,
+		Principal: actorOf(&r.Principal), Human: actorOf(r.Human), Target: r.Target, Role: r.Role, Rule: r.Rule}
+	fail := func(l core.Lease, outcome string, err *core.Error) (core.Lease, core.Credential, error) {
+		ev.LeaseID, ev.Outcome, ev.Error = l.ID, outcome, err.Error()
+		m.record(ctx, ev)
+		return core.Lease{}, nil, err
+	}
+	is, ok := m.o.Issuers[r.Target]
+	if !ok {
+		return fail(core.Lease{}, audit.OutcomeFailure, core.Invalid("unknown target %q", r.Target))
+	}
+	if !slices.Contains(is.Roles(), r.Role) {
+		return fail(core.Lease{}, audit.OutcomeFailure, core.Invalid("target %s has no role %q", r.Target, r.Role))
+	}
+	ttl := r.TTL
+	if ttl <= 0 {
+		if d, ok := is.(DefaultTTLer); ok {
+			ttl = d.DefaultTTL(r.Role)
+		}
+	}
+	if ttl <= 0 {
+		ttl = defaultTTL
+	}
+	if r.MaxTTL > 0 && ttl > r.MaxTTL {
+		if r.TTL > 0 {
+			return fail(core.Lease{}, audit.OutcomeFailure, core.Invalid("ttl %s exceeds the rule's max_ttl %s", r.TTL, r.MaxTTL))
+		}
+		ttl = r.MaxTTL // a role default above the rule's cap is capped, not refused
+	}
+	maxTTL := max(r.MaxTTL, ttl)
+	now := m.o.Now()
+	l := core.Lease{
+		ID: uuid.NewString(), Target: r.Target, TargetType: m.o.TargetTypes[r.Target], Role: r.Role,
+		Provider: r.Principal.Provider, Subject: r.Principal.Subject, Rule: r.Rule,
+		IssuedAt: now, ExpiresAt: now.Add(ttl), MaxExpires: now.Add(maxTTL),
+		State: core.LeasePending,
+		// A pending lease becomes due (for revocation) only once its
+		// issuance can no longer be running anywhere: then it is a crash's.
+		NextAttempt: now.Add(2 * m.o.IssueTimeout), UpdatedAt: now,
+	}
+	if r.Human != nil {
+		l.Human = r.Human.Subject
+	}
+	ev.Details = map[string]any{"ttl": ttl.String()}
+	if err := m.create(ctx, l); err != nil {
+		var ce *core.Error
+		if errors.As(err, &ce) && ce.Kind == core.KindRateLimited {
+			return fail(l, audit.OutcomeDenied, ce)
+		}
+		return fail(l, audit.OutcomeFailure, core.E(core.KindUnavailable, "", "lease store unavailable", err))
+	}
+	if h := m.o.Hooks; h != nil && h.AfterPending != nil {
+		if err := h.AfterPending(l.ID); err != nil {
+			return core.Lease{}, nil, err
+		}
+	}
+	ictx, cancel := context.WithTimeout(ctx, m.o.IssueTimeout)
+	res, err := is.Issue(ictx, issuer.Request{
+		LeaseID: l.ID, Role: r.Role, Principal: r.Principal, Human: r.Human, Rule: r.Rule,
+		IssuedAt: l.IssuedAt, ExpiresAt: l.ExpiresAt, Params: r.Params,
+	})
+	cancel()
+	if err != nil {
+		m.revokeNow(ctx, l, "issue failed")
+		var ce *core.Error
+		if !errors.As(err, &ce) {
+			ce = core.E(core.KindUnavailable, "", fmt.Sprintf("target %s is unavailable", r.Target), err)
+		}
+		return fail(l, audit.OutcomeFailure, ce)
+	}
+	if h := m.o.Hooks; h != nil && h.AfterIssue != nil {
+		if err := h.AfterIssue(l.ID); err != nil {
+			return core.Lease{}, nil, err
+		}
+	}
+	sealed, err := m.seal(l.ID, res.Internal)
+	if err != nil {
+		m.revokeNow(ctx, l, "issue failed")
+		return fail(l, audit.OutcomeFailure, core.E(core.KindInternal, "", "cannot seal issuer data", err))
+	}
+	act := l
+	act.State, act.IssuerData, act.NextAttempt, act.UpdatedAt = core.LeaseActive, sealed, time.Time{}, m.o.Now()
+	if !res.ExpiresAt.IsZero() && res.ExpiresAt.Before(act.ExpiresAt) {
+		act.ExpiresAt = res.ExpiresAt
+	}
+	_, renewer := is.(issuer.Renewer)
+	act.Renewable = res.Renewable && renewer
+	if ok, err := m.o.Store.UpdateLease(ctx, act, core.LeasePending); err != nil || !ok {
+		// Revoked meanwhile (kill switch) or the store failed: the
+		// credential must not outlive this call.
+		m.revokeNow(ctx, act, "issue failed")
+		if err == nil {
+			err = errors.New("lease was revoked while being issued")
+		}
+		return fail(l, audit.OutcomeFailure, core.E(core.KindUnavailable, "", "lease could not be activated", err))
+	}
+	ev.LeaseID, ev.Outcome = l.ID, audit.OutcomeSuccess
+	ev.Details["expires_at"] = act.ExpiresAt.UTC().Format(time.RFC3339)
+	if err := m.o.Audit.Record(ctx, ev); err != nil {
+		// Fail closed: a credential nobody can account for must not exist.
+		m.revokeNow(ctx, act, "audit unavailable")
+		return core.Lease{}, nil, core.E(core.KindUnavailable, "", "audit log unavailable", err)
+	}
+	act.IssuerData = nil
+	return act, res.Credential, nil
+}
+
+// create checks the limits and stores the pending lease.
+func (m *Manager) create(ctx context.Context, l core.Lease) error {
+	lim := m.o.Limits
+	if lim.PerPrincipal > 0 || lim.PerRole > 0 {
+		m.limitMu.Lock()
+		defer m.limitMu.Unlock()
+		live := []core.LeaseState{core.LeasePending, core.LeaseActive}
+		if lim.PerPrincipal > 0 {
+			n, err := m.o.Store.CountLeases(ctx, store.LeaseFilter{Provider: l.Provider, Subject: l.Subject, States: live})
+			if err != nil {
+				return err
+			}
+			if n >= lim.PerPrincipal {
+				return core.E(core.KindRateLimited, "", fmt.Sprintf("principal %s/%s already holds %d active leases (limit %d)", l.Provider, l.Subject, n, lim.PerPrincipal), nil)
+			}
+		}
+		if lim.PerRole > 0 {
+			n, err := m.o.Store.CountLeases(ctx, store.LeaseFilter{Target: l.Target, Role: l.Role, States: live})
+			if err != nil {
+				return err
+			}
+			if n >= lim.PerRole {
+				return core.E(core.KindRateLimited, "", fmt.Sprintf("role %s/%s already has %d active leases (limit %d)", l.Target, l.Role, n, lim.PerRole), nil)
+			}
+		}
+	}
+	return m.o.Store.CreateLease(ctx, l)
+}
+
+// Renew extends an active lease by ttl from now (0: its original TTL), never
+// past MaxExpires, and tells the target when its issuer is a Renewer.
+func (m *Manager) Renew(ctx context.Context, id string, ttl time.Duration, by core.Principal) (core.Lease, error) {
+	l, err := m.Get(ctx, id)
+	if err != nil {
+		return core.Lease{}, err
+	}
+	ev := audit.Event{Type: audit.CredentialRenew, Principal: actorOf(&by), Target: l.Target, Role: l.Role, LeaseID: l.ID, Rule: l.Rule}
+	fail := func(e *core.Error) (core.Lease, error) {
+		ev.Outcome, ev.Error = audit.OutcomeFailure, e.Error()
+		m.record(ctx, ev)
+		return core.Lease{}, e
+	}
+	now := m.o.Now()
+	switch {
+	case l.State != core.LeaseActive:
+		return fail(core.E(core.KindConflict, "", fmt.Sprintf("lease %s is %s, not active", l.ID, l.State), nil))
+	case !now.Before(l.ExpiresAt):
+		return fail(core.E(core.KindConflict, "", fmt.Sprintf("lease %s has expired", l.ID), nil))
+	case !l.Renewable:
+		return fail(core.Invalid("lease %s is not renewable", l.ID))
+	}
+	if ttl <= 0 {
+		ttl = l.ExpiresAt.Sub(l.IssuedAt)
+	}
+	exp := now.Add(ttl)
+	if exp.After(l.MaxExpires) {
+		exp = l.MaxExpires
+	}
+	if !exp.After(l.ExpiresAt) {
+		return fail(core.E(core.KindConflict, "", fmt.Sprintf("lease %s is already at its max_ttl (%s)", l.ID, l.MaxExpires.UTC().Format(time.RFC3339)), nil))
+	}
+	if rn, ok := m.o.Issuers[l.Target].(issuer.Renewer); ok {
+		internal, err := m.open(l)
+		if err != nil {
+			return fail(core.E(core.KindInternal, "", "cannot open issuer data", err))
+		}
+		rctx, cancel := context.WithTimeout(ctx, m.o.RevokeTimeout)
+		err = rn.Renew(rctx, issuer.RenewRequest{LeaseID: l.ID, Role: l.Role, Internal: internal, ExpiresAt: exp})
+		cancel()
+		if err != nil {
+			return fail(core.E(core.KindUnavailable, "", fmt.Sprintf("target %s is unavailable", l.Target), err))
+		}
+	}
+	prev := l.ExpiresAt
+	l.ExpiresAt, l.UpdatedAt = exp, m.o.Now()
+	if ok, err := m.o.Store.UpdateLease(ctx, l, core.LeaseActive); err != nil {
+		return fail(core.E(core.KindUnavailable, "", "lease store unavailable", err))
+	} else if !ok {
+		return fail(core.E(core.KindConflict, "", fmt.Sprintf("lease %s is being revoked", l.ID), nil))
+	}
+	ev.Outcome = audit.OutcomeSuccess
+	ev.Details = map[string]any{"previous_expires_at": prev.UTC().Format(time.RFC3339), "expires_at": exp.UTC().Format(time.RFC3339)}
+	m.record(ctx, ev)
+	l.IssuerData = nil
+	return l, nil
+}
+
+// Revoke removes the credential now. It is idempotent: a revoked lease is
+// returned as it is, and one already being revoked is left to that
+// revocation. When the target fails, the lease is returned in state
+// revoking with its error, and the reaper retries it.
+func (m *Manager) Revoke(ctx context.Context, id string) (core.Lease, error) {
+	l, err := m.Get(ctx, id)
+	if err != nil {
+		return core.Lease{}, err
+	}
+	switch l.State {
+	case core.LeaseRevoked, core.LeaseRevoking:
+		return l, nil
+	}
+	out, err := m.revokeNow(ctx, l, "requested")
+	out.IssuerData = nil
+	return out, err
+}
+
+// ForceRevoke marks a lease revoked without asking the target: for a lease
+// whose target is gone for good. Audited as abandoned.
+func (m *Manager) ForceRevoke(ctx context.Context, id string) (core.Lease, error) {
+	for range 5 {
+		l, err := m.Get(ctx, id)
+		if err != nil {
+			return core.Lease{}, err
+		}
+		if l.State == core.LeaseRevoked {
+			return l, nil
+		}
+		prev := l.State
+		l.State, l.NextAttempt, l.UpdatedAt = core.LeaseRevoked, time.Time{}, m.o.Now()
+		l.LastError = "force-revoked by an admin; the credential may still exist in the target"
+		ok, err := m.o.Store.UpdateLease(ctx, l, prev)
+		if err != nil {
+			return core.Lease{}, core.E(core.KindUnavailable, "", "lease store unavailable", err)
+		}
+		if ok {
+			m.met.revocations.WithLabelValues(l.Target, "abandoned").Inc()
+			m.record(ctx, audit.Event{Type: audit.AdminPrefix + "force_revoke", Target: l.Target, Role: l.Role, LeaseID: l.ID,
+				Rule: l.Rule, Principal: &audit.Actor{Provider: l.Provider, Subject: l.Subject}, Reason: "abandoned",
+				Outcome: audit.OutcomeSuccess, Details: map[string]any{"previous_state": string(prev), "attempts": l.Attempts}})
+			l.IssuerData = nil
+			return l, nil
+		}
+	}
+	return core.Lease{}, core.E(core.KindConflict, "", "lease keeps changing; try again", nil)
+}
+
+// revocable are the states a kill switch acts on.
+var revocable = []core.LeaseState{core.LeasePending, core.LeaseActive, core.LeaseFailed}
+
+// RevokeMatching is the kill switch: it counts the matching leases that are
+// not yet revoked, returns the count at once, and marks them for
+// revocation in the background; the reaper then revokes them at full
+// speed, per target. Leases already being revoked are counted and left to
+// that revocation.
+func (m *Manager) RevokeMatching(ctx context.Context, f store.LeaseFilter) (int, error) {
+	states := append(slices.Clone(revocable), core.LeaseRevoking)
+	if len(f.States) > 0 {
+		states = slices.DeleteFunc(slices.Clone(f.States), func(s core.LeaseState) bool { return !slices.Contains(states, s) })
+		if len(states) == 0 {
+			return 0, nil
+		}
+	}
+	f.States, f.Limit, f.AfterID = states, 0, ""
+	n, err := m.o.Store.CountLeases(ctx, f)
+	if err != nil {
+		return 0, core.E(core.KindUnavailable, "", "lease store unavailable", err)
+	}
+	m.record(ctx, audit.Event{Type: audit.AdminPrefix + "revoke_matching", Target: f.Target, Role: f.Role, Rule: f.Rule,
+		Outcome: audit.OutcomeSuccess, Details: map[string]any{"count": n, "subject": f.Subject, "provider": f.Provider, "human": f.Human}})
+	f.States = slices.DeleteFunc(states, func(s core.LeaseState) bool { return s == core.LeaseRevoking })
+	if len(f.States) == 0 || n == 0 {
+		return n, nil
+	}
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		m.markAll(context.WithoutCancel(ctx), f)
+	}()
+	return n, nil
+}
+
+// markAll sets every matching lease to revoking, due now. Each page drops
+// out of the next query (it is no longer in a revocable state), so paging
+// needs no cursor.
+func (m *Manager) markAll(ctx context.Context, f store.LeaseFilter) {
+	f.Limit = 500
+	for {
+		page, err := m.o.Store.ListLeases(ctx, f)
+		if err != nil {
+			m.o.Logger.Error("lease: kill switch: list", "err", err)
+			return
+		}
+		progress := 0
+		for _, l := range page {
+			prev := l.State
+			now := m.o.Now()
+			l.State, l.NextAttempt, l.UpdatedAt = core.LeaseRevoking, now, now
+			ok, err := m.o.Store.UpdateLease(ctx, l, prev)
+			if err != nil {
+				m.o.Logger.Error("lease: kill switch: mark", "lease", l.ID, "err", err)
+				continue
+			}
+			if ok {
+				progress++
+			}
+		}
+		if len(page) < f.Limit || progress == 0 {
+			return
+		}
+	}
+}
+
+// Get returns a lease without its issuer data.
+func (m *Manager) Get(ctx context.Context, id string) (core.Lease, error) {
+	l, err := m.o.Store.GetLease(ctx, id)
+	if errors.Is(err, core.ErrNotFound) {
+		return core.Lease{}, core.E(core.KindNotFound, "", fmt.Sprintf("lease %s not found", id), err)
+	}
+	if err != nil {
+		return core.Lease{}, core.E(core.KindUnavailable, "", "lease store unavailable", err)
+	}
+	return l, nil
+}
+
+// List returns leases matching f, without their issuer data.
+func (m *Manager) List(ctx context.Context, f store.LeaseFilter) ([]core.Lease, error) {
+	ls, err := m.o.Store.ListLeases(ctx, f)
+	if err != nil {
+		return nil, core.E(core.KindUnavailable, "", "lease store unavailable", err)
+	}
+	for i := range ls {
+		ls[i].IssuerData = nil
+	}
+	return ls, nil
+}
+
+func (m *Manager) seal(id string, b []byte) ([]byte, error) {
+	if m.o.Sealer == nil || len(b) == 0 {
+		return b, nil
+	}
+	return m.o.Sealer.Seal(b, []byte(id))
+}
+
+func (m *Manager) open(l core.Lease) ([]byte, error) {
+	if m.o.Sealer == nil || len(l.IssuerData) == 0 {
+		return l.IssuerData, nil
+	}
+	return m.o.Sealer.Open(l.IssuerData, []byte(l.ID))
+}
+
+func (m *Manager) record(ctx context.Context, e audit.Event) {
+	if err := m.o.Audit.Record(context.WithoutCancel(ctx), e); err != nil {
+		m.o.Logger.Error("lease: audit", "type", e.Type, "lease", e.LeaseID, "err", err)
+	}
+}
+
+func actorOf(p *core.Principal) *audit.Actor {
+	if p == nil || (p.Provider == "" && p.Subject == "") {
+		return nil
+	}
+	return &audit.Actor{Provider: p.Provider, Kind: p.Kind, Subject: p.Subject, Attributes: p.Attributes, TokenID: p.TokenID}
+}

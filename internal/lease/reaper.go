@@ -1,0 +1,326 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/stint-dev/stint/internal/audit"
+	"github.com/stint-dev/stint/internal/core"
+	"github.com/stint-dev/stint/internal/issuer"
+	"github.com/stint-dev/stint/internal/store"
+)
+
+// LockName is the store lock whose holder runs the reaper.
+const LockName = "reaper"
+
+// reapBatch is how many due leases one store query returns.
+const reapBatch = 1000
+
+// Run is the reaper. Every ReapInterval it tries to take (or keep) the
+// reaper lock; while it holds it, it claims every due lease — expired,
+// left pending by a crash, marked by the kill switch, or due for a retry —
+// and hands it to that target's worker pool. The first pass runs at once,
+// which is the start-up recovery. When ctx ends, revocations in progress
+// finish, queued ones are handed back to the store for the next reaper, the
+// lock is released, and Run returns nil.
+func (m *Manager) Run(ctx context.Context) error {
+	m.mu.Lock()
+	if m.running {
+		m.mu.Unlock()
+		return errors.New("lease: Run is already running")
+	}
+	m.running = true
+	m.queues = map[string]*queue{}
+	m.mu.Unlock()
+
+	var wg sync.WaitGroup
+	m.mu.Lock()
+	for t := range m.o.Issuers {
+		m.queueLocked(ctx, &wg, t)
+	}
+	m.mu.Unlock()
+
+	tick := time.NewTicker(m.o.ReapInterval)
+	defer tick.Stop()
+	leader := false
+	var lastMetrics time.Time
+	for {
+		held, err := m.o.Store.AcquireLock(ctx, LockName, m.o.Holder, m.o.LockTTL)
+		if err != nil && ctx.Err() == nil {
+			m.o.Logger.Error("lease: reaper lock", "err", err)
+		}
+		if held != leader {
+			m.o.Logger.Info("lease: reaper leadership changed", "holder", m.o.Holder, "leading", held)
+		}
+		leader = held
+		if leader {
+			for i := 0; i < 20 && ctx.Err() == nil; i++ {
+				if !m.reap(ctx, &wg) {
+					break
+				}
+			}
+		}
+		if time.Since(lastMetrics) > 2*time.Second {
+			m.refreshMetrics(ctx)
+			lastMetrics = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			m.stop(&wg, leader)
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func (m *Manager) stop(wg *sync.WaitGroup, leader bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m.mu.Lock()
+	qs := m.queues
+	m.queues = nil
+	m.mu.Unlock()
+	for _, q := range qs {
+		for _, j := range q.close() {
+			// Never started: make it due again at once for the next reaper.
+			l := j.lease
+			l.NextAttempt = m.o.Now()
+			if _, err := m.o.Store.UpdateLease(ctx, l, core.LeaseRevoking); err != nil {
+				m.o.Logger.Warn("lease: hand back claim", "lease", l.ID, "err", err)
+			}
+			m.mu.Lock()
+			delete(m.inflight, l.ID)
+			m.mu.Unlock()
+		}
+	}
+	wg.Wait()
+	if leader {
+		if err := m.o.Store.ReleaseLock(ctx, LockName, m.o.Holder); err != nil {
+			m.o.Logger.Warn("lease: release reaper lock", "err", err)
+		}
+	}
+	m.bg.Wait()
+	m.mu.Lock()
+	m.running = false
+	m.mu.Unlock()
+}
+
+// queueLocked returns the target's queue, starting its workers on first
+// use. m.mu must be held; nil after Run ended.
+func (m *Manager) queueLocked(ctx context.Context, wg *sync.WaitGroup, target string) *queue {
+	if m.queues == nil {
+		return nil
+	}
+	if q, ok := m.queues[target]; ok {
+		return q
+	}
+	q := newQueue()
+	m.queues[target] = q
+	for range m.o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				j, ok := q.pop()
+				if !ok {
+					return
+				}
+				m.attempt(ctx, j.lease, j.reason)
+				m.mu.Lock()
+				delete(m.inflight, j.lease.ID)
+				m.mu.Unlock()
+			}
+		}()
+	}
+	return q
+}
+
+// reap claims one batch of due leases and queues them per target. It
+// reports whether the batch was full (more may be due).
+func (m *Manager) reap(ctx context.Context, wg *sync.WaitGroup) bool {
+	now := m.o.Now()
+	due, err := m.o.Store.DueLeases(ctx, now, reapBatch)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.o.Logger.Error("lease: due leases", "err", err)
+		}
+		return false
+	}
+	// Claims are independent store writes; a few at a time keeps a big
+	// kill switch fast on a store that takes concurrent writers.
+	sem := make(chan struct{}, 8)
+	var cw sync.WaitGroup
+	for _, l := range due {
+		m.mu.Lock()
+		busy := m.inflight[l.ID]
+		if !busy {
+			m.inflight[l.ID] = true
+		}
+		m.mu.Unlock()
+		sem <- struct{}{}
+		cw.Add(1)
+		go func() {
+			defer func() { <-sem; cw.Done() }()
+			m.claim(ctx, wg, l, busy, now)
+		}()
+	}
+	cw.Wait()
+	return len(due) == reapBatch
+}
+
+func (m *Manager) claim(ctx context.Context, wg *sync.WaitGroup, l core.Lease, busy bool, now time.Time) {
+	c := l
+	c.State, c.NextAttempt, c.UpdatedAt = core.LeaseRevoking, now.Add(m.o.claimTTL()), now
+	if busy {
+		// Still queued here behind a slow target: extend the claim so it
+		// neither crowds the due list nor goes to another replica.
+		if l.State == core.LeaseRevoking {
+			_, _ = m.o.Store.UpdateLease(ctx, c, core.LeaseRevoking)
+		}
+		return
+	}
+	ok, err := m.o.Store.UpdateLease(ctx, c, l.State)
+	if err != nil || !ok {
+		if err != nil && ctx.Err() == nil {
+			m.o.Logger.Error("lease: claim", "lease", l.ID, "err", err)
+		}
+		m.mu.Lock()
+		delete(m.inflight, l.ID)
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Lock()
+	q := m.queueLocked(ctx, wg, l.Target)
+	m.mu.Unlock()
+	if q == nil || !q.push(job{lease: c, reason: reasonFor(l)}) {
+		m.mu.Lock()
+		delete(m.inflight, l.ID)
+		m.mu.Unlock()
+	}
+}
+
+func reasonFor(l core.Lease) string {
+	switch l.State {
+	case core.LeasePending:
+		return "abandoned issue"
+	case core.LeaseActive:
+		return "expired"
+	case core.LeaseRevoking:
+		if l.Attempts == 0 {
+			return "requested"
+		}
+	}
+	return "retry"
+}
+
+// revokeNow claims l (from its current state) and makes one attempt in the
+// caller's goroutine. When someone else holds the lease (another claim or a
+// state change) it returns the lease as stored.
+func (m *Manager) revokeNow(ctx context.Context, l core.Lease, reason string) (core.Lease, error) {
+	now := m.o.Now()
+	c := l
+	c.State, c.NextAttempt, c.UpdatedAt = core.LeaseRevoking, now.Add(m.o.claimTTL()), now
+	ok, err := m.o.Store.UpdateLease(context.WithoutCancel(ctx), c, l.State)
+	if err != nil {
+		return l, core.E(core.KindUnavailable, "", "lease store unavailable", err)
+	}
+	if !ok {
+		return m.Get(ctx, l.ID)
+	}
+	return m.attempt(ctx, c, reason), nil
+}
+
+// attempt makes one revocation of a claimed lease and records the outcome:
+// revoked, or back to revoking with a backoff, or failed after MaxAttempts.
+// It runs to the end even when ctx is cancelled, so a stopping replica
+// never leaves a revocation half-recorded.
+func (m *Manager) attempt(ctx context.Context, c core.Lease, reason string) core.Lease {
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	is, ok := m.o.Issuers[c.Target]
+	if !ok {
+		err = fmt.Errorf("lease: no issuer for target %s", c.Target)
+	} else {
+		internal, oerr := m.open(c)
+		if oerr != nil {
+			// Issuers can find what to remove from the lease id alone.
+			m.o.Logger.Warn("lease: open issuer data; revoking by lease id", "lease", c.ID, "err", oerr)
+			internal = nil
+		}
+		rctx, cancel := context.WithTimeout(ctx, m.o.RevokeTimeout)
+		err = is.Revoke(rctx, issuer.RevokeRequest{LeaseID: c.ID, Role: c.Role, Internal: internal})
+		cancel()
+	}
+	now := m.o.Now()
+	ev := audit.Event{Type: audit.CredentialRevoke, Principal: &audit.Actor{Provider: c.Provider, Subject: c.Subject},
+		Target: c.Target, Role: c.Role, LeaseID: c.ID, Rule: c.Rule, Reason: reason}
+	if c.Human != "" {
+		ev.Human = &audit.Actor{Subject: c.Human}
+	}
+	if err == nil {
+		c.State, c.LastError, c.NextAttempt, c.UpdatedAt = core.LeaseRevoked, "", time.Time{}, now
+		m.met.revocations.WithLabelValues(c.Target, "success").Inc()
+		ev.Outcome = audit.OutcomeSuccess
+	} else {
+		c.Attempts++
+		c.LastError = truncate(err.Error(), 500)
+		if c.Attempts >= m.o.MaxAttempts {
+			c.State, c.NextAttempt = core.LeaseFailed, now.Add(m.o.FailedRetry)
+		} else {
+			c.NextAttempt = now.Add(m.backoff(c.Attempts))
+		}
+		c.UpdatedAt = now
+		m.met.revocations.WithLabelValues(c.Target, "failure").Inc()
+		ev.Type, ev.Outcome, ev.Error = audit.CredentialRevokeFailed, audit.OutcomeFailure, c.LastError
+		ev.Details = map[string]any{"attempts": c.Attempts, "state": string(c.State), "next_attempt_at": c.NextAttempt.UTC().Format(time.RFC3339)}
+		m.o.Logger.Warn("lease: revocation failed", "lease", c.ID, "target", c.Target, "attempts", c.Attempts, "err", err)
+	}
+	if ok, uerr := m.o.Store.UpdateLease(ctx, c, core.LeaseRevoking); uerr != nil {
+		m.o.Logger.Error("lease: record revocation", "lease", c.ID, "err", uerr)
+	} else if !ok {
+		// Force-revoked meanwhile: the stored state stands.
+		if cur, gerr := m.o.Store.GetLease(ctx, c.ID); gerr == nil {
+			c = cur
+		}
+	}
+	m.record(ctx, ev)
+	c.IssuerData = nil
+	return c
+}
+
+// backoff is the delay before retry n (1-based): BaseBackoff doubling per
+// attempt, capped at MaxBackoff, with jitter in [d/2, d) so many leases of
+// one dead target do not retry in lockstep.
+func (m *Manager) backoff(n int) time.Duration {
+	d := m.o.BaseBackoff
+	for i := 1; i < n && d < m.o.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, m.o.MaxBackoff)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+func (m *Manager) refreshMetrics(ctx context.Context) {
+	for t := range m.o.Issuers {
+		n, err := m.o.Store.CountLeases(ctx, store.LeaseFilter{Target: t, States: []core.LeaseState{core.LeaseActive}})
+		if err != nil {
+			return
+		}
+		m.met.active.WithLabelValues(t).Set(float64(n))
+	}
+	if n, err := m.o.Store.CountLeases(ctx, store.LeaseFilter{States: []core.LeaseState{core.LeaseFailed}}); err == nil {
+		m.met.failed.Set(float64(n))
+	}
+}
