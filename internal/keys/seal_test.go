@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stint-dev/stint/internal/core"
 	"github.com/stint-dev/stint/internal/store"
@@ -180,7 +181,7 @@ func TestOpenSealer(t *testing.T) {
 	})
 	t.Run("store with keys but no check value is refused", func(t *testing.T) {
 		st := newTestStore(t)
-		if err := st.PutKey(ctx, store.KeyRecord{ID: "k", Purpose: PurposeSigning, Algorithm: "ES256"}); err != nil {
+		if err := st.PutKey(ctx, store.KeyRecord{ID: "k", Purpose: PurposeSigning, Algorithm: "ES256", CreatedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 		path := filepath.Join(t.TempDir(), "kek")
