@@ -426,7 +426,13 @@ func testLeaseConcurrentCAS(t *testing.T, s store.Store) {
 // filterFixture is a set of leases with distinct field values.
 func filterFixture(t *testing.T, s store.Store) {
 	mustCreate(t, s,
-		lease("a", func(l *core.Lease) { l.Subject = "s1"; l.Human = "alice"; l.Target = "db"; l.Role = "reader"; l.Rule = "r1" }),
+		lease("a", func(l *core.Lease) {
+			l.Subject = "s1"
+			l.Human = "alice"
+			l.Target = "db"
+			l.Role = "reader"
+			l.Rule = "r1"
+		}),
 		lease("b", func(l *core.Lease) {
 			l.Subject = "s1"
 			l.Target = "db"
