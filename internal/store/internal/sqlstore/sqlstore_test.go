@@ -1,0 +1,62 @@
+package sqlstore
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRebindNumbersPlaceholdersOnlyWhenAsked(t *testing.T) {
+	cases := []struct {
+		numbered bool
+		in, want string
+	}{
+		{true, "SELECT a FROM t WHERE x = ? AND y IN (?, ?)", "SELECT a FROM t WHERE x = $1 AND y IN ($2, $3)"},
+		{true, "SELECT 1", "SELECT 1"},
+		{false, "SELECT a FROM t WHERE x = ?", "SELECT a FROM t WHERE x = ?"},
+	}
+	for _, c := range cases {
+		if got := (Dialect{Numbered: c.numbered}).Rebind(c.in); got != c.want {
+			t.Errorf("Rebind(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestMigrationsSplitIntoDialectStatements(t *testing.T) {
+	ms, err := Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) == 0 || ms[0].Version != 1 {
+		t.Fatalf("migrations = %+v, want version 1 first", ms)
+	}
+	for i := 1; i < len(ms); i++ {
+		if ms[i].Version <= ms[i-1].Version {
+			t.Fatalf("migrations out of order: %d after %d", ms[i].Version, ms[i-1].Version)
+		}
+	}
+	for _, d := range []Dialect{{Bytes: "BLOB"}, {Bytes: "BYTEA"}} {
+		stmts := d.Statements(ms[0])
+		if len(stmts) < 5 {
+			t.Fatalf("%s: %d statements, want the tables and indexes", d.Bytes, len(stmts))
+		}
+		for _, s := range stmts {
+			if strings.Contains(s, "{{") || !strings.HasSuffix(s, ";") {
+				t.Errorf("%s: malformed statement %q", d.Bytes, s)
+			}
+		}
+		if joined := strings.Join(stmts, "\n"); !strings.Contains(joined, "value "+d.Bytes+" NOT NULL") {
+			t.Errorf("%s: bytes type not substituted", d.Bytes)
+		}
+	}
+}
+
+func TestDueQueryRepeatsPartialIndexPredicate(t *testing.T) {
+	ms, err := Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pred = "WHERE state IN ('pending', 'active', 'revoking', 'failed')"
+	if !strings.Contains(ms[0].SQL, "ON leases (due_at, id)\n\t"+pred) || !strings.Contains(DueQuery, pred) {
+		t.Fatal("DueQuery and the leases_due index no longer share their predicate; SQLite would stop using the index")
+	}
+}
