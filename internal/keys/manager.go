@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/stint-dev/stint/internal/jwks"
 	"github.com/stint-dev/stint/internal/store"
 )
 
@@ -37,8 +38,9 @@ const (
 // store, so a flood of tokens with made-up kids cannot hammer the database.
 const missReloadEvery = time.Second
 
-// ErrUnknownKey is returned by Key for a kid that is not published.
-var ErrUnknownKey = errors.New("keys: unknown or retired key id")
+// ErrUnknownKey is wrapped by Key for a kid that is not published. It is
+// jwks.ErrUnknownKID, so verifiers treat stint's own keys like any JWKS.
+var ErrUnknownKey = jwks.ErrUnknownKID
 
 // jwtAlgs maps the JWS algorithms stint signs with to the key kind it
 // generates for them.
@@ -546,6 +548,4 @@ func (m *Manager) List(ctx context.Context) ([]KeyInfo, error) {
 }
 
 // Manager answers public-key look-ups for token verification.
-var _ interface {
-	Key(ctx context.Context, kid string) (jose.JSONWebKey, error)
-} = (*Manager)(nil)
+var _ jwks.KeySource = (*Manager)(nil)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/stint-dev/stint/internal/jwks"
 	"github.com/stint-dev/stint/internal/store"
 )
 
@@ -656,5 +657,54 @@ func TestUnknownKidReloadsAtMostOncePerSecond(t *testing.T) {
 	wg.Wait()
 	if got := cs.count() - before; got != 1 {
 		t.Fatalf("50 unknown kids caused %d store reads, want 1", got)
+	}
+}
+
+func TestSignConcurrentWithRotate(t *testing.T) {
+	ctx := context.Background()
+	env := newEnv(t)
+	m := env.manager(t, Options{})
+	var (
+		mu   sync.Mutex
+		toks []string
+		wg   sync.WaitGroup
+	)
+	for range 4 {
+		wg.Go(func() {
+			for range 25 {
+				tok, err := m.SignWithType(testClaims{Sub: "c"}, "at+jwt")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				toks = append(toks, tok)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 3 {
+			if _, err := m.Rotate(ctx); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Wait()
+	set := m.JWKS()
+	if len(set.Keys) != 4 {
+		t.Fatalf("JWKS has %d keys after 3 rotations, want 4", len(set.Keys))
+	}
+	for _, tok := range toks {
+		if _, _, err := verify(t, set, tok, "ES256"); err != nil {
+			t.Fatalf("token signed during rotation does not verify: %v", err)
+		}
+	}
+}
+
+func TestKeyErrorIsJWKSUnknownKID(t *testing.T) {
+	m := newEnv(t).manager(t, Options{})
+	if _, err := m.Key(context.Background(), "nope"); !errors.Is(err, jwks.ErrUnknownKID) {
+		t.Fatalf("Key error %v does not wrap jwks.ErrUnknownKID", err)
 	}
 }
