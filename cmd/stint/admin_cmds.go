@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -263,7 +264,7 @@ func newAuditCmd() *cobra.Command {
 		},
 	}
 	fingerprint.Flags().StringVar(&cfgFile, "config", "", "server config")
-	cmd.AddCommand(verify, query, fingerprint)
+	cmd.AddCommand(verify, query, fingerprint, newAuditTailCmd())
 	return cmd
 }
 
@@ -339,4 +340,63 @@ func readAllLimited(f *os.File, n int64) ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+func newAuditTailCmd() *cobra.Command {
+	var n int
+	var follow bool
+	cmd := &cobra.Command{
+		Use: "tail FILE", Short: "Print the last events of the local record; -f follows new ones", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			var last []audit.Event
+			if err := audit.Query(f, audit.Filter{}, time.Time{}, func(e audit.Event) error {
+				last = append(last, e)
+				if len(last) > n {
+					last = last[1:]
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			for _, e := range last {
+				if err := enc.Encode(e); err != nil {
+					return err
+				}
+			}
+			if !follow {
+				return nil
+			}
+			// Follow: read complete lines appended after what was printed.
+			rd := bufio.NewReader(f)
+			var partial []byte
+			for {
+				line, err := rd.ReadBytes('\n')
+				partial = append(partial, line...)
+				if err != nil {
+					select {
+					case <-cmd.Context().Done():
+						return nil
+					case <-time.After(200 * time.Millisecond):
+					}
+					continue
+				}
+				var e audit.Event
+				if json.Unmarshal(partial, &e) == nil {
+					if err := enc.Encode(e); err != nil {
+						return err
+					}
+				}
+				partial = partial[:0]
+			}
+		},
+	}
+	cmd.Flags().IntVarP(&n, "lines", "n", 20, "how many events")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new events")
+	return cmd
 }

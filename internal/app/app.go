@@ -200,6 +200,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *App, err error)
 		IssuerURL: cfg.Server.IssuerURL, Identities: router, Policy: eng, Targets: targets,
 		Leases: leaseAdapter{a.Leases}, Signer: a.Keys, Audit: a.Audit, Fingerprint: a.Audit.Fingerprint,
 		SessionTTL: cfg.Server.SessionTTL.D(), Now: o.Now, Logger: o.Logger, Metrics: broker.NewMetrics(a.Registry),
+		AuditFile: auditFile(cfg),
 	})
 	if err != nil {
 		return nil, err
@@ -213,6 +214,16 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *App, err error)
 		},
 	})
 	return a, nil
+}
+
+// auditFile is the local record: the first unfiltered file sink.
+func auditFile(cfg *config.Config) string {
+	for _, s := range cfg.Audit.Sinks {
+		if s.Type == "file" && len(s.Types) == 0 && len(s.Outcomes) == 0 {
+			return s.Path
+		}
+	}
+	return ""
 }
 
 // maxTokenTTL is the longest any token lives: how long a retired signing
@@ -274,7 +285,7 @@ func openAudit(ctx context.Context, cfg *config.Config, km *keys.Manager, o Opti
 		if err != nil {
 			return nil, cfg.Errorf(fmt.Sprintf("audit.sinks[%d]", i), "%v", err)
 		}
-		if s.Type == "file" && resume == nil {
+		if s.Type == "file" && resume == nil && len(s.Types) == 0 && len(s.Outcomes) == 0 {
 			if resume, err = audit.LastEvent(s.Path); err != nil {
 				var torn *audit.TornTailError
 				if !errors.As(err, &torn) {
@@ -283,7 +294,11 @@ func openAudit(ctx context.Context, cfg *config.Config, km *keys.Manager, o Opti
 				o.Logger.Warn("audit file had a torn last line; it was ignored", "path", s.Path)
 			}
 		}
-		sinks = append(sinks, audit.SinkConfig{Sink: sk, Required: s.Required != nil && *s.Required})
+		sc := audit.SinkConfig{Sink: sk, Required: s.Required != nil && *s.Required}
+		if len(s.Types) > 0 || len(s.Outcomes) > 0 {
+			sc.Filter = &audit.Filter{Types: s.Types, Outcomes: s.Outcomes, Exclude: s.Exclude}
+		}
+		sinks = append(sinks, sc)
 	}
 	return audit.NewLog(audit.Options{Sinks: sinks, Now: o.Now, Resume: resume, Logger: o.Logger, FingerprintKey: fp, CheckpointKey: ck})
 }

@@ -2,8 +2,11 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -55,7 +58,10 @@ var targetTypes = map[string]targetBuilder{
 
 // sinkTypes lists every built-in audit sink type, by hand.
 var sinkTypes = map[string]sinkBuilder{
-	"file": fileSink,
+	"file":   fileSink,
+	"stdout": func(config.Sink) (audit.Sink, error) { return audit.NewStreamSink("stdout", os.Stdout), nil },
+	"syslog": syslogSink,
+	"http":   httpSink,
 }
 
 func names[V any](m map[string]V) string {
@@ -142,4 +148,32 @@ func secretRef(file, env string) (string, error) {
 
 func fileSink(s config.Sink) (audit.Sink, error) {
 	return audit.NewFileSink(s.Path, audit.FileOptions{DisableFsync: s.Fsync != nil && !*s.Fsync})
+}
+
+func syslogSink(s config.Sink) (audit.Sink, error) {
+	u, err := url.Parse(s.Address)
+	if err != nil {
+		return nil, fmt.Errorf("syslog address: %w", err)
+	}
+	o := audit.SyslogOptions{Network: u.Scheme, Address: u.Host, Format: s.Format}
+	if u.Scheme == "tls" && s.CAFile != "" {
+		pem, err := os.ReadFile(s.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("syslog ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("syslog ca_file: no PEM certificate")
+		}
+		o.TLSConfig = &tls.Config{RootCAs: pool, ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+	}
+	return audit.NewSyslogSink(o)
+}
+
+func httpSink(s config.Sink) (audit.Sink, error) {
+	tok, err := secretRef(s.TokenFile, s.TokenEnv)
+	if err != nil {
+		return nil, err
+	}
+	return audit.NewHTTPSink(audit.HTTPOptions{URL: s.URL, Format: s.Format, Token: tok, SpoolDir: s.SpoolDir, MaxSpoolBytes: s.MaxSpoolBytes, SpoolFsync: true})
 }

@@ -57,6 +57,8 @@ type Options struct {
 	Now         func() time.Time
 	Logger      *slog.Logger
 	Metrics     *Metrics
+	// AuditFile is the local audit record that GET /v1/audit reads.
+	AuditFile string
 }
 
 // Broker runs the flow. It is safe for concurrent use.

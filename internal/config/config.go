@@ -82,6 +82,9 @@ type Target struct {
 
 	// MaxActivePerPrincipal caps active leases of one principal on this target.
 	MaxActivePerPrincipal int `yaml:"max_active_per_principal"`
+
+	// http: an upstream API called through /proxy/{target}/… (see http.go).
+	HTTP `yaml:",inline"`
 }
 
 // Role is one shape of credential on a target.
@@ -97,6 +100,9 @@ type Role struct {
 	Renewal    string `yaml:"renewal"`
 	// MaxActive caps active leases of this role (all principals).
 	MaxActive int `yaml:"max_active"`
+	// http: the methods and paths (exact, or a prefix ending in /*) this role allows.
+	Methods []string `yaml:"methods"`
+	Paths   []string `yaml:"paths"`
 }
 
 // Policy is one CEL rule.
@@ -116,19 +122,31 @@ type Audit struct {
 
 // Sink is one audit destination.
 type Sink struct {
+	// Type is file, stdout, syslog or http.
 	Type string `yaml:"type"`
-	// Required sinks must hold an event durably before issuance proceeds.
-	Required *bool  `yaml:"required"`
-	Path     string `yaml:"path"`
-	// Fsync makes the file sink durable (group commit); default true.
-	Fsync     *bool    `yaml:"fsync"`
-	Address   string   `yaml:"address"`
-	Format    string   `yaml:"format"`
-	URL       string   `yaml:"url"`
-	TokenFile string   `yaml:"token_file"`
-	TokenEnv  string   `yaml:"token_env"`
-	Types     []string `yaml:"types"`
-	Outcomes  []string `yaml:"outcomes"`
+	// Required sinks must hold an event durably before the request goes on
+	// (fail closed); best-effort sinks never block a request.
+	Required *bool `yaml:"required"`
+	// file: path; Fsync makes it durable (group commit), default true.
+	Path  string `yaml:"path"`
+	Fsync *bool  `yaml:"fsync"`
+	// syslog: address as udp://host:port, tcp://host:port or tls://host:port.
+	Address string `yaml:"address"`
+	// CAFile verifies the syslog TLS server (default: system roots).
+	CAFile string `yaml:"ca_file"`
+	// Format: syslog json|cef; http json|ndjson|splunk-hec.
+	Format string `yaml:"format"`
+	// http: endpoint, token by reference, on-disk spool.
+	URL           string `yaml:"url"`
+	TokenFile     string `yaml:"token_file"`
+	TokenEnv      string `yaml:"token_env"`
+	SpoolDir      string `yaml:"spool_dir"`
+	MaxSpoolBytes int64  `yaml:"max_spool_bytes"`
+	// Types and Outcomes filter what this sink receives (type prefixes
+	// such as "admin."); Exclude inverts the filter.
+	Types    []string `yaml:"types"`
+	Outcomes []string `yaml:"outcomes"`
+	Exclude  bool     `yaml:"exclude"`
 }
 
 // Leases configures the lease manager.

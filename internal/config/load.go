@@ -180,8 +180,15 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 		if !f.IsExported() {
 			continue
 		}
-		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		tag, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if tag == "-" {
+			continue
+		}
+		if opts == "inline" && f.Type.Kind() == reflect.Struct {
+			// An inlined struct's keys sit at this level (Target.HTTP).
+			for k, v := range yamlFields(f.Type) {
+				m[k] = v
+			}
 			continue
 		}
 		if tag == "" {

@@ -169,8 +169,32 @@ func (c *Config) Validate() error {
 		if k.Type == "" {
 			add(path+".type", "required")
 		}
-		if k.Type == "file" && k.Path == "" {
-			add(path+".path", "required for a file sink")
+		switch k.Type {
+		case "file":
+			if k.Path == "" {
+				add(path+".path", "required for a file sink")
+			}
+		case "syslog":
+			if u, err := url.Parse(k.Address); err != nil || (u.Scheme != "udp" && u.Scheme != "tcp" && u.Scheme != "tls") || u.Port() == "" {
+				add(path+".address", "want udp://host:port, tcp://host:port or tls://host:port")
+			}
+			if k.Format != "" && k.Format != "json" && k.Format != "cef" {
+				add(path+".format", "want json or cef")
+			}
+			checkFile(k.CAFile, path+".ca_file", add)
+		case "http":
+			if u, err := url.Parse(k.URL); err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+				add(path+".url", "want an https URL (http only on loopback)")
+			}
+			if k.Format != "" && k.Format != "json" && k.Format != "ndjson" && k.Format != "splunk-hec" {
+				add(path+".format", "want json, ndjson or splunk-hec")
+			}
+			if k.SpoolDir == "" {
+				add(path+".spool_dir", "required for an http sink (events wait there while the receiver is down)")
+			}
+			if k.TokenFile != "" && k.TokenEnv != "" {
+				add(path, "token_file and token_env are exclusive")
+			}
 		}
 		checkFile(k.TokenFile, path+".token_file", add)
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/stint-dev/stint/internal/audit"
 	"github.com/stint-dev/stint/internal/broker"
 	"github.com/stint-dev/stint/internal/core"
 	"github.com/stint-dev/stint/internal/store"
@@ -351,4 +352,41 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// auditQuery is GET /v1/audit?since=1h&type=…&outcome=…&subject=…&limit=…
+func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) {
+	m := meta(r)
+	tok, err := bearer(r)
+	if err != nil {
+		s.fail(w, r, m, err)
+		return
+	}
+	q := r.URL.Query()
+	aq := broker.AuditQuery{Filter: audit.Filter{Types: q["type"], Outcomes: q["outcome"]}, Subject: q.Get("subject")}
+	if v := q.Get("since"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			s.fail(w, r, m, core.Invalid("since must be a duration such as 1h"))
+			return
+		}
+		aq.Since = time.Now().Add(-d)
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > 10000 {
+			s.fail(w, r, m, core.Invalid("limit must be between 1 and 10000"))
+			return
+		}
+		aq.Limit = n
+	}
+	evs, err := s.o.Broker.QueryAudit(r.Context(), m, tok, aq)
+	if err != nil {
+		s.fail(w, r, m, err)
+		return
+	}
+	if evs == nil {
+		evs = []audit.Event{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
 }

@@ -86,6 +86,7 @@ func New(o Options) *Server {
 	s.route("POST /v1/leases/{id}/revoke", s.revokeLease)
 	s.route("POST /v1/leases/revoke", s.revokeMatching)
 	s.route("POST /v1/policy/evaluate", s.evaluate)
+	s.route("GET /v1/audit", s.auditQuery)
 	s.route("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
