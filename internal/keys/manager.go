@@ -59,7 +59,8 @@ type Options struct {
 	// Now returns the current time; time.Now when nil.
 	Now func() time.Time
 	// TokenMaxTTL is the longest lifetime of a token this server signs: a
-	// retired key stays in the JWKS this long (plus skew). Default 24h.
+	// retired key stays in the JWKS this long, plus 60 s of clock skew and
+	// the Reload interval. Default 24h.
 	TokenMaxTTL time.Duration
 	// Reload is how often keys are re-read from the store, so rotation on
 	// another replica reaches this one. Default 30s; negative disables.
@@ -301,10 +302,17 @@ func (m *Manager) analyse(recs []store.KeyRecord) view {
 		case !r.NotAfter.IsZero():
 			v.notAfter[i] = r.NotAfter
 		default:
-			v.notAfter[i] = recs[i-1].CreatedAt.Add(m.o.TokenMaxTTL + retireSkew)
+			v.notAfter[i] = recs[i-1].CreatedAt.Add(m.retireAfter())
 		}
 	}
 	return v
+}
+
+// retireAfter is how long a replaced key stays published: other replicas
+// may sign with it until their next reload, and each token lives up to
+// TokenMaxTTL, checked with up to retireSkew of clock skew.
+func (m *Manager) retireAfter() time.Duration {
+	return m.o.TokenMaxTTL + retireSkew + max(m.o.Reload, 0)
 }
 
 // newerFirst orders keys newest first. Creation times tie when a store
@@ -481,10 +489,10 @@ func (m *Manager) JWKS() jose.JSONWebKeySet {
 }
 
 // Rotate makes a new key current. The keys it replaces get NotAfter =
-// now + TokenMaxTTL + skew and stay in the JWKS until then, so tokens they
-// signed keep verifying. Other replicas pick the new key up on their next
-// reload; until then they still sign with the old one, which is fine
-// because it is still published.
+// now + TokenMaxTTL + skew + Reload and stay in the JWKS until then, so
+// tokens they signed keep verifying. Other replicas pick the new key up on
+// their next reload; until then they still sign with the old one, which is
+// fine because the Reload interval is part of its remaining life.
 func (m *Manager) Rotate(ctx context.Context) (string, error) {
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
@@ -506,7 +514,7 @@ func (m *Manager) Rotate(ctx context.Context) (string, error) {
 			created = r.CreatedAt
 		}
 	}
-	retire := m.o.Now().Add(m.o.TokenMaxTTL + retireSkew)
+	retire := m.o.Now().Add(m.retireAfter())
 	for _, r := range recs {
 		// Keys newer than ours come from a rotation racing this one on
 		// another replica: leave them, the newest wins everywhere.

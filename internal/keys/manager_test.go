@@ -708,3 +708,20 @@ func TestKeyErrorIsJWKSUnknownKID(t *testing.T) {
 		t.Fatalf("Key error %v does not wrap jwks.ErrUnknownKID", err)
 	}
 }
+
+func TestRetiredKeyOutlivesOtherReplicasReload(t *testing.T) {
+	env := newEnv(t)
+	m := env.manager(t, Options{TokenMaxTTL: time.Hour, Reload: 5 * time.Minute})
+	start := env.clock.Now()
+	if _, err := m.Rotate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := m.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := start.Add(time.Hour + retireSkew + 5*time.Minute)
+	if len(infos) != 2 || !infos[1].NotAfter.Equal(want) {
+		t.Fatalf("retired key NotAfter %v, want %v", infos[1].NotAfter, want)
+	}
+}
