@@ -78,7 +78,7 @@ func dbName(t *testing.T, c *pgx.Conn) string {
 
 // dropTestRoles removes every role this package's tests made, so a failed
 // test leaves nothing behind.
-func dropTestRoles(t *testing.T, admin *pgx.Conn) {
+func dropTestRoles(t testing.TB, admin *pgx.Conn) {
 	ctx := context.Background()
 	rows, err := admin.Query(ctx, `SELECT rolname FROM pg_roles WHERE rolname LIKE '`+testPrefix+`\_%' AND rolname <> '`+testGroup+`'`)
 	if err != nil {
