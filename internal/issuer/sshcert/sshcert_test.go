@@ -37,7 +37,7 @@ func TestIssueSignsACertificateTheCAVerifies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checker := ssh.CertChecker{IsUserAuthority: func(k ssh.PublicKey) bool {
+			checker := ssh.CertChecker{SupportedCriticalOptions: knownOptions, IsUserAuthority: func(k ssh.PublicKey) bool {
 				return string(k.Marshal()) == string(ca.PublicKey().Marshal())
 			}}
 			if err := checker.CheckCert("deploy", c); err != nil {
@@ -180,13 +180,13 @@ func TestIssueNarrowsToRequestedPrincipals(t *testing.T) {
 
 func TestNewRejectsBadRoles(t *testing.T) {
 	cases := map[string]RoleConfig{
-		"no principals":          {},
-		"bad template":           {Principals: []string{"{{.x"}},
-		"unknown cert type":      {Principals: []string{"a"}, CertType: "ca"},
-		"unknown critical":       {Principals: []string{"a"}, CriticalOptions: map[string]string{"no-pty": ""}},
-		"bad source-address":     {Principals: []string{"a"}, CriticalOptions: map[string]string{"source-address": "10.0.0.0/33"}},
+		"no principals":           {},
+		"bad template":            {Principals: []string{"{{.x"}},
+		"unknown cert type":       {Principals: []string{"a"}, CertType: "ca"},
+		"unknown critical":        {Principals: []string{"a"}, CriticalOptions: map[string]string{"no-pty": ""}},
+		"bad source-address":      {Principals: []string{"a"}, CriticalOptions: map[string]string{"source-address": "10.0.0.0/33"}},
 		"host with force-command": {Principals: []string{"a"}, CertType: "host", CriticalOptions: map[string]string{"force-command": "true"}},
-		"bad pattern":            {Principals: []string{"a"}, AllowedPrincipals: []string{"["}},
+		"bad pattern":             {Principals: []string{"a"}, AllowedPrincipals: []string{"["}},
 	}
 	for name, rc := range cases {
 		t.Run(name, func(t *testing.T) {
