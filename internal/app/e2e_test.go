@@ -31,7 +31,7 @@ import (
 
 // env is one running stint with the demo identity providers.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	url    string
 	app    *app.App
@@ -78,7 +78,9 @@ audit:
     - { type: file, path: {{dir}}/audit.jsonl }
 `
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvTB(t) }
+
+func newEnvTB(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
 	if err := devcluster.Init(dir); err != nil {
@@ -159,7 +161,7 @@ func (e *env) post(path, token string, body any) (int, map[string]any) {
 	return decode(e.t, resp)
 }
 
-func decode(t *testing.T, resp *http.Response) (int, map[string]any) {
+func decode(t testing.TB, resp *http.Response) (int, map[string]any) {
 	t.Helper()
 	defer resp.Body.Close()
 	var m map[string]any
