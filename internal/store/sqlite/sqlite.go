@@ -37,12 +37,28 @@ type Options struct {
 	// lease will revoke; FULL is therefore the default. NORMAL suits
 	// throwaway dev databases.
 	Synchronous string
+	// WriteQueue is how many writes may wait for the writer (default
+	// 1024); further callers block until there is room or their context
+	// ends.
+	WriteQueue int
+	// MaxBatch caps the writes committed together (default 512).
+	MaxBatch int
 }
 
 // Store is a store.Store in one SQLite file. Writes go through a single
 // connection, because SQLite serializes writers anyway and one Go-side
 // queue is cheaper than connections spinning on SQLITE_BUSY; reads use a
 // pool, which WAL lets run beside the writer.
+//
+// Writes use group commit: concurrent CreateLease, UpdateLease, PutKey,
+// PutMetaIfAbsent, AcquireLock and ReleaseLock calls are queued to one
+// writer goroutine, which runs all that is queued in one transaction (a
+// savepoint around each, so one write's failure, such as a duplicate lease
+// id, fails only its caller) and commits once. Under synchronous=FULL that
+// is one fsync for the whole batch instead of one per write, and every
+// caller still returns only after its write is durable. A caller whose
+// context ends while its write is queued gets the context's error without
+// knowing whether the write committed, as with a network timeout.
 type Store struct {
 	*sqlstore.DB
 	w, r *sql.DB
@@ -120,7 +136,12 @@ func OpenOptions(ctx context.Context, path string, o Options) (*Store, error) {
 		r.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	return &Store{DB: sqlstore.New(w, r, dialect, o.Now), w: w, r: r}, nil
+	db := sqlstore.NewGrouped(w, r, dialect, o.Now, sqlstore.GroupOptions{
+		Begin:    "BEGIN IMMEDIATE",
+		Queue:    o.WriteQueue,
+		MaxBatch: o.MaxBatch,
+	})
+	return &Store{DB: db, w: w, r: r}, nil
 }
 
 // dialect is SQLite's flavour of the shared schema and queries.

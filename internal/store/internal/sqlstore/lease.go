@@ -72,19 +72,25 @@ func (db *DB) CreateLease(ctx context.Context, l core.Lease) error {
 	if err != nil {
 		return db.errorf("create lease %q: %w", l.ID, err)
 	}
-	res, err := db.w.ExecContext(ctx, db.d.Rebind(`INSERT INTO leases (`+leaseCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO NOTHING`),
-		l.ID, l.Target, l.TargetType, l.Role, l.Provider, l.Subject, l.Human, l.Rule,
-		r.issued, r.expires, r.maxExpires, string(l.State), r.renewable, l.Attempts, l.LastError,
-		r.next, r.due, l.IssuerData, r.update)
+	err = db.write(ctx, func(ctx context.Context, ex execer) error {
+		res, err := ex.ExecContext(ctx, db.d.Rebind(`INSERT INTO leases (`+leaseCols+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO NOTHING`),
+			l.ID, l.Target, l.TargetType, l.Role, l.Provider, l.Subject, l.Human, l.Rule,
+			r.issued, r.expires, r.maxExpires, string(l.State), r.renewable, l.Attempts, l.LastError,
+			r.next, r.due, l.IssuerData, r.update)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return core.E(core.KindConflict, "", "lease id already exists", nil)
+		}
+		return nil
+	})
 	if err != nil {
 		return db.errorf("create lease %q: %w", l.ID, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return db.errorf("create lease %q: %w", l.ID, err)
-	} else if n == 0 {
-		return db.errorf("create lease %q: %w", l.ID, core.E(core.KindConflict, "", "lease id already exists", nil))
 	}
 	return nil
 }
@@ -123,15 +129,20 @@ func (db *DB) UpdateLease(ctx context.Context, l core.Lease, from ...core.LeaseS
 			args = append(args, string(s))
 		}
 	}
-	res, err := db.w.ExecContext(ctx, db.d.Rebind(q), args...)
+	var wrote bool
+	err = db.write(ctx, func(ctx context.Context, ex execer) error {
+		res, err := ex.ExecContext(ctx, db.d.Rebind(q), args...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		wrote = n == 1
+		return err
+	})
 	if err != nil {
 		return false, db.errorf("update lease %q: %w", l.ID, err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, db.errorf("update lease %q: %w", l.ID, err)
-	}
-	return n == 1, nil
+	return wrote, nil
 }
 
 // ListLeases implements store.Store. AfterID names the last lease of the

@@ -37,17 +37,50 @@ type Dialect struct {
 // DB is a store.Store over a writer and a reader pool, which may be the
 // same *sql.DB.
 type DB struct {
-	w, r *sql.DB
-	d    Dialect
-	now  func() time.Time
+	w, r  *sql.DB
+	d     Dialect
+	now   func() time.Time
+	group *committer // nil: each write is its own transaction
 }
 
-// New returns a DB. now is used only when the dialect has no NowNanos.
+// New returns a DB whose writes each run as their own statement on w,
+// concurrently if w allows it. now is used only when the dialect has no
+// NowNanos.
 func New(w, r *sql.DB, d Dialect, now func() time.Time) *DB {
 	if now == nil {
 		now = time.Now
 	}
 	return &DB{w: w, r: r, d: d, now: now}
+}
+
+// NewGrouped returns a DB whose writes (CreateLease, UpdateLease, PutKey,
+// PutMetaIfAbsent, AcquireLock, ReleaseLock) go through group commit: one
+// writer goroutine runs every write queued at once in one transaction on
+// w, a savepoint around each, and commits once. It suits a database with
+// one writer and a costly commit (SQLite with synchronous=FULL); each
+// caller still returns only after its own write is durable. Migrate and
+// reads do not go through the queue.
+func NewGrouped(w, r *sql.DB, d Dialect, now func() time.Time, o GroupOptions) *DB {
+	db := New(w, r, d, now)
+	db.group = newCommitter(w, o)
+	return db
+}
+
+// GroupStats reports group commit's counters; all zero without it.
+func (db *DB) GroupStats() GroupStats {
+	if db.group == nil {
+		return GroupStats{}
+	}
+	return db.group.stats()
+}
+
+// write runs fn through group commit when it is on, else directly on the
+// writer pool.
+func (db *DB) write(ctx context.Context, fn writeFn) error {
+	if db.group == nil {
+		return fn(ctx, db.w)
+	}
+	return db.group.do(ctx, fn)
 }
 
 // errorf prefixes the dialect's name, so messages read "sqlite: get lease …".
@@ -94,14 +127,20 @@ func (db *DB) PutMetaIfAbsent(ctx context.Context, key string, value []byte) ([]
 	if value == nil {
 		value = []byte{}
 	}
-	if _, err := db.w.ExecContext(ctx, db.d.Rebind(
-		`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`), key, value); err != nil {
-		return nil, db.errorf("put meta %q: %w", key, err)
-	}
 	var v []byte
-	// Read through the writer: it has certainly seen the winning insert.
-	if err := db.w.QueryRowContext(ctx, db.d.Rebind(`SELECT value FROM meta WHERE key = ?`), key).Scan(&v); err != nil {
-		return nil, db.errorf("put meta %q: read back: %w", key, err)
+	err := db.write(ctx, func(ctx context.Context, ex execer) error {
+		if _, err := ex.ExecContext(ctx, db.d.Rebind(
+			`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`), key, value); err != nil {
+			return err
+		}
+		// Read through the writer: it has certainly seen the winning insert.
+		if err := ex.QueryRowContext(ctx, db.d.Rebind(`SELECT value FROM meta WHERE key = ?`), key).Scan(&v); err != nil {
+			return fmt.Errorf("read back: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, db.errorf("put meta %q: %w", key, err)
 	}
 	return v, nil
 }
@@ -119,13 +158,16 @@ func (db *DB) PutKey(ctx context.Context, k store.KeyRecord) error {
 	if err != nil {
 		return db.errorf("put key %q: not_after: %w", k.ID, err)
 	}
-	_, err = db.w.ExecContext(ctx, db.d.Rebind(`
+	err = db.write(ctx, func(ctx context.Context, ex execer) error {
+		_, err := ex.ExecContext(ctx, db.d.Rebind(`
 		INSERT INTO keys (id, purpose, algorithm, private, public, created_at, not_after)
 		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET purpose = excluded.purpose, algorithm = excluded.algorithm,
 			private = excluded.private, public = excluded.public,
 			created_at = excluded.created_at, not_after = excluded.not_after`),
-		k.ID, k.Purpose, k.Algorithm, k.Private, k.Public, created, notAfter)
+			k.ID, k.Purpose, k.Algorithm, k.Private, k.Public, created, notAfter)
+		return err
+	})
 	if err != nil {
 		return db.errorf("put key %q: %w", k.ID, err)
 	}
@@ -170,46 +212,60 @@ func (db *DB) AcquireLock(ctx context.Context, name, holder string, ttl time.Dur
 	if ttl <= 0 {
 		return false, db.errorf("acquire lock %q: ttl must be positive", name)
 	}
-	var q string
-	var args []any
-	if db.d.NowNanos != "" {
-		q = fmt.Sprintf(`
+	var held bool
+	err := db.write(ctx, func(ctx context.Context, ex execer) error {
+		var q string
+		var args []any
+		if db.d.NowNanos != "" {
+			q = fmt.Sprintf(`
 			INSERT INTO locks (name, holder, expires_at) VALUES (?, ?, %[1]s + ?)
 			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
 			WHERE locks.holder = excluded.holder OR locks.expires_at <= %[1]s`, db.d.NowNanos)
-		args = []any{name, holder, int64(ttl)}
-	} else {
-		now, err := reqNanos(db.now())
-		if err != nil {
-			return false, db.errorf("acquire lock %q: %w", name, err)
-		}
-		q = `
+			args = []any{name, holder, int64(ttl)}
+		} else {
+			// Read the clock when the write runs, not when it was queued.
+			now, err := reqNanos(db.now())
+			if err != nil {
+				return err
+			}
+			q = `
 			INSERT INTO locks (name, holder, expires_at) VALUES (?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
 			WHERE locks.holder = excluded.holder OR locks.expires_at <= ?`
-		args = []any{name, holder, now + int64(ttl), now}
-	}
-	res, err := db.w.ExecContext(ctx, db.d.Rebind(q), args...)
+			args = []any{name, holder, now + int64(ttl), now}
+		}
+		res, err := ex.ExecContext(ctx, db.d.Rebind(q), args...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		held = n == 1
+		return err
+	})
 	if err != nil {
 		return false, db.errorf("acquire lock %q: %w", name, err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, db.errorf("acquire lock %q: %w", name, err)
-	}
-	return n == 1, nil
+	return held, nil
 }
 
 // ReleaseLock implements store.Store.
 func (db *DB) ReleaseLock(ctx context.Context, name, holder string) error {
-	if _, err := db.w.ExecContext(ctx, db.d.Rebind(`DELETE FROM locks WHERE name = ? AND holder = ?`), name, holder); err != nil {
+	err := db.write(ctx, func(ctx context.Context, ex execer) error {
+		_, err := ex.ExecContext(ctx, db.d.Rebind(`DELETE FROM locks WHERE name = ? AND holder = ?`), name, holder)
+		return err
+	})
+	if err != nil {
 		return db.errorf("release lock %q: %w", name, err)
 	}
 	return nil
 }
 
-// Close closes both pools.
+// Close finishes the writes already queued for group commit, refuses new
+// ones (ErrClosed), and closes both pools.
 func (db *DB) Close() error {
+	if db.group != nil {
+		db.group.close()
+	}
 	err := db.w.Close()
 	if db.r != db.w {
 		err = errors.Join(err, db.r.Close())

@@ -1,0 +1,270 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// execer is what one write runs on: the writer pool when every write is its
+// own transaction (PostgreSQL), or the connection holding a group commit's
+// transaction (SQLite). *sql.DB and *sql.Conn both satisfy it.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// writeFn is one store write. It may run several statements; under group
+// commit a savepoint makes them one unit that succeeds or leaves no trace.
+type writeFn func(ctx context.Context, ex execer) error
+
+// GroupOptions tune group commit; the zero value is the default.
+type GroupOptions struct {
+	// Begin opens a batch's transaction (default "BEGIN"). SQLite uses
+	// "BEGIN IMMEDIATE" so the write lock is taken up front.
+	Begin string
+	// Queue is how many writes may wait for the writer (default 1024).
+	// Callers beyond it block, honouring their context: backpressure
+	// rather than unbounded memory.
+	Queue int
+	// MaxBatch caps the writes in one transaction (default 512), which
+	// bounds how long the write lock is held and how many callers one
+	// failed commit fails.
+	MaxBatch int
+}
+
+// GroupStats count group commit's work since the DB was opened.
+type GroupStats struct {
+	// Commits is the number of batch transactions committed.
+	Commits uint64
+	// Writes is the number of writes run in committed batches (including
+	// writes that failed on their own and were rolled back to their
+	// savepoint).
+	Writes uint64
+	// Queued is the number of writes waiting for the writer now.
+	Queued int
+}
+
+// ErrClosed is returned for a write submitted after Close began.
+var ErrClosed = errors.New("store is closed")
+
+// committer is the single writer goroutine of group commit. Callers queue
+// their writes; the writer takes everything queued, runs it in one
+// transaction with a savepoint per write, commits once (one fsync under
+// synchronous=FULL) and only then answers each caller. The durable write
+// rate so becomes commits/s × writes per commit instead of commits/s.
+type committer struct {
+	w        *sql.DB
+	begin    string
+	maxBatch int
+	queue    chan *request
+	quit     chan struct{} // closed by close: accept nothing new
+	stopped  chan struct{} // closed by run when it has finished
+	once     sync.Once
+	commits  atomic.Uint64
+	writes   atomic.Uint64
+}
+
+// request is one queued write and where its outcome goes. done has room
+// for the answer, so the writer never blocks on a caller that left.
+type request struct {
+	ctx  context.Context
+	fn   writeFn
+	done chan error
+}
+
+func newCommitter(w *sql.DB, o GroupOptions) *committer {
+	if o.Begin == "" {
+		o.Begin = "BEGIN"
+	}
+	if o.Queue <= 0 {
+		o.Queue = 1024
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 512
+	}
+	c := &committer{
+		w:        w,
+		begin:    o.Begin,
+		maxBatch: o.MaxBatch,
+		queue:    make(chan *request, o.Queue),
+		quit:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
+	go c.run()
+	return c
+}
+
+// do queues fn and waits until its batch has committed or failed.
+//
+// A caller whose context ends before its write was queued gets the
+// context's error and the write certainly did not happen. One whose
+// context ends while the write waits in the queue or runs also gets the
+// context's error, but the write may still commit: like a network timeout,
+// the caller then does not know, and must read to find out. The batch is
+// unaffected either way: a write is skipped whole if its context ended
+// before its turn, and otherwise runs to the end without its context's
+// cancellation, so no statement is interrupted halfway.
+func (c *committer) do(ctx context.Context, fn writeFn) error {
+	req := &request{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case <-c.quit:
+		return ErrClosed
+	default:
+	}
+	select {
+	case c.queue <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.quit:
+		return ErrClosed
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("outcome unknown, the write may still commit: %w", ctx.Err())
+	case <-c.stopped:
+		// run answers before it stops, so an empty done means the
+		// request was queued after the writer's last look: never run.
+		select {
+		case err := <-req.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+// run is the writer goroutine.
+func (c *committer) run() {
+	defer close(c.stopped)
+	batch := make([]*request, 0, c.maxBatch)
+	for {
+		select {
+		case req := <-c.queue:
+			c.commit(append(batch[:0], req))
+		case <-c.quit:
+			// Finish what was accepted before Close.
+			for len(c.queue) > 0 {
+				c.commit(batch[:0])
+			}
+			return
+		}
+	}
+}
+
+// drain adds queued requests to batch without waiting, up to maxBatch.
+func (c *committer) drain(batch []*request) []*request {
+	for len(batch) < c.maxBatch {
+		select {
+		case req := <-c.queue:
+			batch = append(batch, req)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// commit takes the writer connection and only then drains the queue into
+// batch, so writes that arrived while the connection was busy (the
+// previous batch's fsync, a migration) join this batch.
+func (c *committer) commit(batch []*request) {
+	conn, err := c.w.Conn(context.Background())
+	if err != nil {
+		c.answer(batch, make([]error, len(batch)), fmt.Errorf("writer connection: %w", err))
+		return
+	}
+	batch = c.drain(batch)
+	if len(batch) == 0 {
+		conn.Close()
+		return
+	}
+	errs := make([]error, len(batch))
+	c.answer(batch, errs, c.runBatch(conn, batch, errs))
+}
+
+// answer tells each caller its outcome: its own error if its write failed
+// or was skipped, else the batch's (nil when the commit succeeded).
+func (c *committer) answer(batch []*request, errs []error, batchErr error) {
+	for i, req := range batch {
+		err := errs[i]
+		if err == nil {
+			err = batchErr
+		}
+		req.done <- err
+		batch[i] = nil // drop the reference; batch's array is reused
+	}
+}
+
+// runBatch runs batch in one transaction on conn and commits it, filling
+// errs with each write's own error. It returns an error for the batch as a
+// whole, when nothing in it was committed.
+func (c *committer) runBatch(conn *sql.Conn, batch []*request, errs []error) (err error) {
+	ctx := context.Background()
+	defer func() {
+		if err != nil {
+			// The transaction may be open still (a failed COMMIT leaves
+			// it so); if it cannot be rolled back, the connection is
+			// discarded rather than reused mid-transaction.
+			if _, rbErr := conn.ExecContext(ctx, "ROLLBACK"); rbErr != nil && !isNoTx(rbErr) {
+				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+			}
+		}
+		conn.Close()
+	}()
+	if _, err := conn.ExecContext(ctx, c.begin); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	ran := 0
+	for i, req := range batch {
+		if err := req.ctx.Err(); err != nil {
+			errs[i] = err // its caller has gone; skip it whole
+			continue
+		}
+		if _, err := conn.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+			return fmt.Errorf("savepoint: %w", err)
+		}
+		ran++
+		if errs[i] = req.fn(context.WithoutCancel(req.ctx), conn); errs[i] != nil {
+			// Undo only this write. If SQLite rolled the whole
+			// transaction back (I/O error, disk full), the savepoint is
+			// gone and the batch fails: earlier writes are lost too.
+			if _, err := conn.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+				return fmt.Errorf("roll back to savepoint after %w: %w", errs[i], err)
+			}
+		}
+		if _, err := conn.ExecContext(ctx, "RELEASE w"); err != nil {
+			return fmt.Errorf("release savepoint: %w", err)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	c.commits.Add(1)
+	c.writes.Add(uint64(ran))
+	return nil
+}
+
+// isNoTx reports whether a ROLLBACK failed only because no transaction
+// was open (SQLite had rolled it back already).
+func isNoTx(err error) bool {
+	return strings.Contains(strings.ToLower(err.Error()), "no transaction is active")
+}
+
+// close stops accepting writes, lets the writer finish the queued ones,
+// and waits for it.
+func (c *committer) close() {
+	c.once.Do(func() { close(c.quit) })
+	<-c.stopped
+}
+
+func (c *committer) stats() GroupStats {
+	return GroupStats{Commits: c.commits.Load(), Writes: c.writes.Load(), Queued: len(c.queue)}
+}
