@@ -27,6 +27,7 @@ import (
 	"github.com/stint-dev/stint/internal/keys"
 	"github.com/stint-dev/stint/internal/lease"
 	"github.com/stint-dev/stint/internal/policy"
+	"github.com/stint-dev/stint/internal/proxy"
 	"github.com/stint-dev/stint/internal/server"
 	"github.com/stint-dev/stint/internal/store"
 	"github.com/stint-dev/stint/internal/store/postgres"
@@ -108,6 +109,7 @@ type App struct {
 	Broker   *broker.Broker
 	Leases   *lease.Manager
 	Server   *server.Server
+	Proxy    *proxy.Handler // serves /proxy/{target}/… for http targets
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 	closers  []func() error
@@ -142,7 +144,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *App, err error)
 	a.closers = append(a.closers, a.Store.Close)
 	sealer, err := keys.OpenSealer(ctx, a.Store, cfg.Server.KEKFile)
 	if err != nil {
-		return nil, fmt.Errorf("keys: %w", err)
+		return nil, err
 	}
 	a.Keys, err = keys.NewManager(ctx, a.Store, sealer, keys.Options{
 		Algorithm: cfg.Server.SigningAlgorithm, Now: o.Now, TokenMaxTTL: maxTokenTTL(cfg), Logger: o.Logger,
@@ -205,9 +207,13 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *App, err error)
 	if err != nil {
 		return nil, err
 	}
+	if a.Proxy, err = buildProxy(cfg, a, sealer, o); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() error { a.Proxy.Close(); return nil })
 	a.Server = server.New(server.Options{
 		Broker: a.Broker, Keys: a.Keys, IssuerURL: cfg.Server.IssuerURL, MaxRequestBytes: cfg.Server.MaxRequestBytes,
-		Logger: o.Logger, Gatherer: a.Registry, Registerer: a.Registry,
+		Logger: o.Logger, Gatherer: a.Registry, Registerer: a.Registry, Extra: a.Proxy.Routes(),
 		Ready: func(ctx context.Context) error {
 			_, err := a.Store.GetMeta(ctx, "kek_check")
 			return err

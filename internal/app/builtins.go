@@ -54,6 +54,7 @@ var identityTypes = map[string]identityBuilder{
 var targetTypes = map[string]targetBuilder{
 	"jwt":      jwtTarget,
 	"postgres": postgresTarget,
+	"http":     httpTarget,
 }
 
 // sinkTypes lists every built-in audit sink type, by hand.

@@ -53,7 +53,7 @@ func Keys(ctx context.Context, cfg *config.Config) (*keys.Manager, store.Store, 
 	sealer, err := keys.OpenSealer(ctx, st, cfg.Server.KEKFile)
 	if err != nil {
 		st.Close()
-		return nil, nil, fmt.Errorf("keys: %w", err)
+		return nil, nil, err
 	}
 	km, err := keys.NewManager(ctx, st, sealer, keys.Options{Algorithm: cfg.Server.SigningAlgorithm, TokenMaxTTL: maxTokenTTL(cfg), Reload: -1})
 	if err != nil {
