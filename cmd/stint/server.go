@@ -79,6 +79,7 @@ var devConfig string
 
 func newDevCmd(g *globals) *cobra.Command {
 	var dir, listen string
+	var noAudit bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a demo server on the embedded store with a dev cluster, a dev SSO and a jwt target",
@@ -96,7 +97,7 @@ func newDevCmd(g *globals) *cobra.Command {
 				return err
 			}
 			path := filepath.Join(dir, "stint.yaml")
-			if err := writeDevConfig(path, dir, listen); err != nil {
+			if err := writeDevConfig(path, dir, listen, !noAudit); err != nil {
 				return err
 			}
 			cfg, err := loadConfig(path)
@@ -108,15 +109,16 @@ func newDevCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the store, keys and audit log (default: a new temp dir)")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8420", "listen address")
+	cmd.Flags().BoolVar(&noAudit, "no-audit-sink", false, "run without the audit file sink (only to measure audit's cost)")
 	cmd.AddCommand(newDevTokenCmd())
 	return cmd
 }
 
-func writeDevConfig(path, dir, listen string) error {
+func writeDevConfig(path, dir, listen string, auditSink bool) error {
 	t := template.Must(template.New("dev").Parse(devConfig))
 	var b strings.Builder
-	if err := t.Execute(&b, map[string]string{
-		"Dir": dir, "Listen": listen,
+	if err := t.Execute(&b, map[string]any{
+		"Dir": dir, "Listen": listen, "AuditSink": auditSink,
 		"ClusterIssuer": devcluster.ClusterIssuer, "SSOIssuer": devcluster.SSOIssuer,
 		"ClusterJWKS": devcluster.JWKSFile(dir, "dev-cluster"), "SSOJWKS": devcluster.JWKSFile(dir, "dev-sso"),
 	}); err != nil {
