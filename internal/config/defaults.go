@@ -63,6 +63,7 @@ func (c *Config) SetDefaults() {
 	}
 	for i := range c.Targets {
 		t := &c.Targets[i]
+		setHTTPDefaults(t)
 		for name, r := range t.Roles {
 			if r.DefaultTTL == 0 {
 				r.DefaultTTL = Duration(DefaultRoleTTL)

@@ -103,6 +103,7 @@ func (c *Config) Validate() error {
 		if len(t.Roles) == 0 {
 			add(path+".roles", "at least one role is required")
 		}
+		c.validateHTTP(path, t, add)
 		if isSQL(t.Type) {
 			if t.DSN == "" {
 				add(path+".dsn", "required for a %s target", t.Type)
