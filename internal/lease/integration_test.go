@@ -33,11 +33,6 @@ const (
 	ltTable  = "stlt_orders"
 )
 
-type pgTarget struct {
-	is    *postgres.Issuer
-	admin *pgx.Conn
-}
-
 func pgSetup(t *testing.T, dsn string) *pgx.Conn {
 	t.Helper()
 	ctx := context.Background()

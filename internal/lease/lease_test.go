@@ -133,13 +133,12 @@ func (xorSealer) Open(s, aad []byte) ([]byte, error) {
 }
 
 type env struct {
-	m     *Manager
-	st    store.Store
-	a, b  *fakeIssuer
-	rec   *recorder
-	reg   *prometheus.Registry
-	ctx   context.Context
-	runDn chan struct{}
+	m    *Manager
+	st   store.Store
+	a, b *fakeIssuer
+	rec  *recorder
+	reg  *prometheus.Registry
+	ctx  context.Context
 }
 
 func openSQLite(t *testing.T) store.Store {
@@ -503,6 +502,11 @@ func TestRevokeMatchingReturnsCountAndRevokesInBackground(t *testing.T) {
 		c, _ := e.st.CountLeases(e.ctx, store.LeaseFilter{Target: "a", States: []core.LeaseState{core.LeaseRevoked}})
 		return c == 30
 	})
+	for _, id := range ids {
+		if e.a.isLive(id) {
+			t.Errorf("lease %s still live in the target", id)
+		}
+	}
 	if e.state(t, keep.ID).State != core.LeaseActive {
 		t.Error("kill switch revoked a lease it did not match")
 	}
