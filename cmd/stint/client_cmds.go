@@ -1,10 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -13,55 +13,40 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stint-dev/stint/client"
+	"github.com/stint-dev/stint/internal/agent"
 	"github.com/stint-dev/stint/internal/core"
 )
 
-// maxTokenFile bounds identity token files.
+// maxTokenFile bounds token files read from stdin or disk.
 const maxTokenFile = 64 << 10
 
-// identityFlags find the caller's identity token.
+// identityFlags find the caller's identity (internal/agent detects the
+// platform's token source; --identity names one).
 type identityFlags struct {
-	tokenFile      string
+	opts           agent.IdentityOptions
 	onBehalfOfFile string
 }
 
 func (f *identityFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.tokenFile, "identity-token-file", "", "file holding the workload's platform or stint token (default $STINT_IDENTITY_TOKEN_FILE)")
+	cmd.Flags().StringVar(&f.opts.Identity, "identity", "", "identity source: auto, "+strings.Join(agent.DetectOrder, ", ")+" (default $STINT_IDENTITY or auto)")
+	cmd.Flags().StringVar(&f.opts.TokenFile, "identity-token-file", "", "file holding the workload's platform or stint token (default $STINT_IDENTITY_TOKEN_FILE)")
+	cmd.Flags().StringVar(&f.opts.KubeTokenFile, "kube-token-file", "", "projected service-account token path (default $STINT_KUBE_TOKEN_FILE or "+agent.DefaultKubeTokenFile+")")
+	cmd.Flags().StringVar(&f.opts.Audience, "identity-audience", "", "audience asked of GitHub Actions, GCP, Azure and SPIFFE (default $STINT_IDENTITY_AUDIENCE or "+agent.DefaultAudience+")")
+	cmd.Flags().StringVar(&f.opts.GitLabVar, "gitlab-token-var", agent.DefaultGitLabVar, "variable holding the GitLab CI id_token")
 	cmd.Flags().StringVar(&f.onBehalfOfFile, "on-behalf-of-file", "", "file holding the human's own token, when acting for one")
 }
 
-func readTokenFile(path string) (string, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer fh.Close()
-	b, err := io.ReadAll(io.LimitReader(fh, maxTokenFile+1))
-	if err != nil {
-		return "", err
-	}
-	if len(b) > maxTokenFile {
-		return "", fmt.Errorf("%s: larger than %d bytes", path, maxTokenFile)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return tok, nil
-}
+func readTokenFile(path string) (string, error) { return agent.ReadTokenFile(path) }
+
+// source finds the identity source.
+func (f *identityFlags) source() (agent.Source, error) { return agent.Detect(f.opts) }
 
 func (f *identityFlags) token() (string, error) {
-	path := f.tokenFile
-	if path == "" {
-		path = os.Getenv("STINT_IDENTITY_TOKEN_FILE")
+	s, err := f.source()
+	if err != nil {
+		return "", err
 	}
-	if path == "" {
-		if v := os.Getenv("STINT_TOKEN"); v != "" {
-			return v, nil
-		}
-		return "", fmt.Errorf("no identity: pass --identity-token-file or set STINT_IDENTITY_TOKEN_FILE")
-	}
-	return readTokenFile(path)
+	return s.Token(context.Background())
 }
 
 func (f *identityFlags) onBehalfOf() (string, error) {
@@ -139,7 +124,7 @@ func newCredsCmd(g *globals) *cobra.Command {
 	id.add(cmd)
 	cmd.Flags().StringVar(&ttl, "ttl", "", "lifetime, e.g. 5m (default: the role's)")
 	cmd.Flags().StringVar(&scope, "scope", "", "scopes for a jwt role")
-	cmd.Flags().StringVar(&format, "format", "json", "output: json or env")
+	cmd.Flags().StringVar(&format, "format", "json", "output: json, env, kube-exec (kubectl exec plugin) or aws-process (AWS credential_process)")
 	return cmd
 }
 
@@ -175,8 +160,12 @@ func printCredential(w io.Writer, format string, c client.Credential) error {
 		}
 		fmt.Fprintf(w, "STINT_LEASE_ID=%s\nSTINT_EXPIRES_AT=%s\n", c.LeaseID, c.ExpiresAt.UTC().Format(time.RFC3339))
 		return nil
+	case "kube-exec":
+		return printKubeExec(w, c)
+	case "aws-process":
+		return printAWSProcess(w, c)
 	default:
-		return fmt.Errorf("--format must be json or env")
+		return fmt.Errorf("--format must be json, env, kube-exec or aws-process")
 	}
 }
 
