@@ -111,6 +111,9 @@ func newCommitter(w *sql.DB, o GroupOptions) *committer {
 // before its turn, and otherwise runs to the end without its context's
 // cancellation, so no statement is interrupted halfway.
 func (c *committer) do(ctx context.Context, fn writeFn) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	req := &request{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case <-c.quit:
