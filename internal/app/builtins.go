@@ -18,6 +18,7 @@ import (
 	"github.com/stint-dev/stint/internal/identity/jwtidp"
 	"github.com/stint-dev/stint/internal/issuer"
 	jwtissuer "github.com/stint-dev/stint/internal/issuer/jwt"
+	"github.com/stint-dev/stint/internal/issuer/mysql"
 	"github.com/stint-dev/stint/internal/issuer/postgres"
 	"github.com/stint-dev/stint/internal/jwks"
 )
@@ -54,6 +55,7 @@ var identityTypes = map[string]identityBuilder{
 var targetTypes = map[string]targetBuilder{
 	"jwt":      jwtTarget,
 	"postgres": postgresTarget,
+	"mysql":    mysqlTarget,
 	"http":     httpTarget,
 }
 
@@ -128,7 +130,22 @@ func postgresTarget(ctx context.Context, t config.Target, _ deps) (issuer.Issuer
 	}
 	return postgres.New(ctx, postgres.Config{
 		Name: t.Name, DSN: t.DSN, Password: pw, Host: t.Host, Port: t.Port, Database: t.Database,
-		MaxConns: int32(t.MaxConns), Roles: roles,
+		MaxConns: int32(t.MaxConns), NamePrefix: t.NamePrefix, Roles: roles,
+	})
+}
+
+func mysqlTarget(_ context.Context, t config.Target, _ deps) (issuer.Issuer, error) {
+	pw, err := secretRef(t.PasswordFile, t.PasswordEnv)
+	if err != nil {
+		return nil, err
+	}
+	roles := map[string]mysql.RoleConfig{}
+	for name, r := range t.Roles {
+		roles[name] = mysql.RoleConfig{Creation: r.Creation, Revocation: r.Revocation, Renewal: r.Renewal, DefaultTTL: r.DefaultTTL.D()}
+	}
+	return mysql.New(mysql.Config{
+		Name: t.Name, DSN: t.DSN, Password: pw, Host: t.Host, Port: t.Port, Database: t.Database,
+		MaxConns: t.MaxConns, NamePrefix: t.NamePrefix, Roles: roles,
 	})
 }
 

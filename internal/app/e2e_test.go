@@ -80,7 +80,11 @@ audit:
 
 func newEnv(t *testing.T) *env { return newEnvTB(t) }
 
-func newEnvTB(t testing.TB) *env {
+func newEnvTB(t testing.TB) *env { return newEnvConfig(t, testConfig) }
+
+// newEnvConfig starts a server from a config text in which {{dir}} is the
+// test's directory and {{url}} the server's URL.
+func newEnvConfig(t testing.TB, configText string) *env {
 	t.Helper()
 	dir := t.TempDir()
 	if err := devcluster.Init(dir); err != nil {
@@ -90,7 +94,7 @@ func newEnvTB(t testing.TB) *env {
 	// The issuer URL must be known before the server starts; reserve it.
 	ts := httptest.NewUnstartedServer(nil)
 	e.url = "http://" + ts.Listener.Addr().String()
-	text := strings.NewReplacer("{{dir}}", dir, "{{url}}", e.url).Replace(testConfig)
+	text := strings.NewReplacer("{{dir}}", dir, "{{url}}", e.url).Replace(configText)
 	path := filepath.Join(dir, "stint.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)

@@ -80,8 +80,8 @@ type Target struct {
 	Port     int    `yaml:"port"`
 	Database string `yaml:"database"`
 
-	// MaxActivePerPrincipal caps active leases of one principal on this target.
-	MaxActivePerPrincipal int `yaml:"max_active_per_principal"`
+	// NamePrefix starts every generated database user name (default "stint").
+	NamePrefix string `yaml:"name_prefix"`
 
 	// http: an upstream API called through /proxy/{target}/… (see http.go).
 	HTTP `yaml:",inline"`
@@ -98,8 +98,6 @@ type Role struct {
 	Creation   string `yaml:"creation"`
 	Revocation string `yaml:"revocation"`
 	Renewal    string `yaml:"renewal"`
-	// MaxActive caps active leases of this role (all principals).
-	MaxActive int `yaml:"max_active"`
 	// http: the methods and paths (exact, or a prefix ending in /*) this role allows.
 	Methods []string `yaml:"methods"`
 	Paths   []string `yaml:"paths"`
@@ -151,10 +149,14 @@ type Sink struct {
 
 // Leases configures the lease manager.
 type Leases struct {
-	MaxAttempts           int      `yaml:"max_attempts"`
-	MaxBackoff            Duration `yaml:"max_backoff"`
-	FailedRetry           Duration `yaml:"failed_retry"`
-	MaxActivePerPrincipal int      `yaml:"max_active_per_principal"`
+	MaxAttempts int      `yaml:"max_attempts"`
+	MaxBackoff  Duration `yaml:"max_backoff"`
+	FailedRetry Duration `yaml:"failed_retry"`
+	// MaxActivePerPrincipal caps the live leases of one principal and
+	// MaxActivePerRole those of one target/role (0: unlimited); a request
+	// over the cap gets 429 and an audit event.
+	MaxActivePerPrincipal int `yaml:"max_active_per_principal"`
+	MaxActivePerRole      int `yaml:"max_active_per_role"`
 }
 
 // Duration is a time.Duration written as "15m" in YAML.

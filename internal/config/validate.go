@@ -145,9 +145,6 @@ func (c *Config) Validate() error {
 					add(rp+".creation", "required for a %s role", t.Type)
 				}
 			}
-			if r.MaxActive < 0 {
-				add(rp+".max_active", "must not be negative")
-			}
 		}
 	}
 
@@ -201,6 +198,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Leases.MaxAttempts < 0 {
 		add("leases.max_attempts", "must not be negative")
+	}
+	if c.Leases.MaxActivePerPrincipal < 0 {
+		add("leases.max_active_per_principal", "must not be negative")
+	}
+	if c.Leases.MaxActivePerRole < 0 {
+		add("leases.max_active_per_role", "must not be negative")
 	}
 	return errors.Join(errs...)
 }
