@@ -46,6 +46,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 	id.add(exchange)
 
 	var target, role, ttl string
+	var revoke bool
 	creds := &cobra.Command{
 		Use:   "creds --target T --role R",
 		Short: "Drive POST /v1/credentials on a running server; report credentials/s and p50/p99",
@@ -57,13 +58,18 @@ func newBenchCmd(g *globals) *cobra.Command {
 			}
 			body, _ := json.Marshal(client.CredentialRequest{Target: target, Role: role, TTL: ttl})
 			addr := strings.TrimRight(client.Addr(g.addr), "/")
-			res := bench.Run(cmd.Context(), "creds "+target+"/"+role, o, bench.Post(addr+"/v1/credentials", "application/json", tok, body))
+			name := "creds " + target + "/" + role
+			if revoke {
+				name += " issue+revoke"
+			}
+			res := bench.Run(cmd.Context(), name, o, bench.IssueRevoke(addr, tok, body, revoke))
 			return report(cmd, res, baseline, serverPID)
 		},
 	}
 	creds.Flags().StringVar(&target, "target", "", "target")
 	creds.Flags().StringVar(&role, "role", "", "role")
 	creds.Flags().StringVar(&ttl, "ttl", "", "lease TTL")
+	creds.Flags().BoolVar(&revoke, "revoke", false, "revoke each lease right after issuing it (a create+drop cycle)")
 	id.add(creds)
 
 	var d time.Duration

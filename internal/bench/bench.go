@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -211,4 +212,35 @@ func RSS(pid int) (rss, peak int64, err error) {
 		return 0, 0, errors.New("bench: no VmRSS in /proc status")
 	}
 	return rss, peak, nil
+}
+
+// IssueRevoke returns a Request that asks for a credential and, when
+// revoke is set, revokes its lease at once: one create + one drop cycle,
+// comparable with running the target's own creation and revocation SQL.
+func IssueRevoke(addr, token string, body []byte, revoke bool) Request {
+	issue := Post(addr+"/v1/credentials", "application/json", token, body)
+	if !revoke {
+		return issue
+	}
+	return func(ctx context.Context, c *http.Client) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, addr+"/v1/credentials", strings.NewReader(string(body)))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		var out struct {
+			LeaseID string `json:"lease_id"`
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || err != nil || out.LeaseID == "" {
+			return fmt.Errorf("issue: status %d", resp.StatusCode)
+		}
+		return Post(addr+"/v1/leases/"+out.LeaseID+"/revoke", "application/json", token, []byte("{}"))(ctx, c)
+	}
 }
