@@ -85,6 +85,8 @@ type Target struct {
 
 	// http: an upstream API called through /proxy/{target}/… (see http.go).
 	HTTP `yaml:",inline"`
+	// ssh, x509: the certificate authority (see certs.go).
+	CA `yaml:",inline"`
 }
 
 // Role is one shape of credential on a target.
@@ -101,6 +103,8 @@ type Role struct {
 	// http: the methods and paths (exact, or a prefix ending in /*) this role allows.
 	Methods []string `yaml:"methods"`
 	Paths   []string `yaml:"paths"`
+	// ssh, x509: certificate shape (see certs.go).
+	CertRole `yaml:",inline"`
 }
 
 // Policy is one CEL rule.

@@ -104,6 +104,7 @@ func (c *Config) Validate() error {
 			add(path+".roles", "at least one role is required")
 		}
 		c.validateHTTP(path, t, add)
+		c.validateCerts(path, t, add)
 		if isSQL(t.Type) {
 			if t.DSN == "" {
 				add(path+".dsn", "required for a %s target", t.Type)
