@@ -48,6 +48,12 @@ type server struct {
 	t    *testing.T
 	dir  string
 	addr string
+	proc *exec.Cmd
+}
+
+// kill stops the server abruptly (SIGKILL), as a crash or partition would.
+func (s *server) kill() {
+	s.proc.Process.Kill()
 }
 
 const serverConfig = `
@@ -134,7 +140,7 @@ func startServer(t *testing.T, pgURL string) *server {
 			t.Logf("server log:\n%s", b)
 		}
 	})
-	s := &server{t: t, dir: dir, addr: "http://" + addr}
+	s := &server{t: t, dir: dir, addr: "http://" + addr, proc: cmd}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(s.addr + "/healthz")
