@@ -80,12 +80,7 @@ func secretName(k string) bool {
 	k = strings.ToLower(k)
 	for _, w := range []string{"password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "private_key", "access_key", "credential", "auth"} {
 		if strings.Contains(k, w) {
-			for _, suf := range nonSecretKeySuffixes {
-				if strings.HasSuffix(k, suf) {
-					return false
-				}
-			}
-			return true
+			return !nonSecretKey(k)
 		}
 	}
 	return false

@@ -2,6 +2,7 @@ package scan
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -46,7 +47,11 @@ func WriteTable(w io.Writer, fs []Finding) error {
 				extra += " (gone at HEAD)"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s → %s%s\n", where, f.RuleID, f.Redacted, f.Fingerprint[:12], f.Remediation.TargetType, f.Remediation.Pattern, extra)
+		tt := f.Remediation.TargetType
+		if tt == "" {
+			tt = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s → %s%s\n", where, f.RuleID, f.Redacted, f.Fingerprint[:12], tt, f.Remediation.Pattern, extra)
 	}
 	if len(fs) > 0 {
 		fmt.Fprintf(tw, "\n%d finding(s). Fingerprints are HMAC-SHA256 prefixes; secrets are never printed.\n", len(fs))
@@ -290,3 +295,7 @@ func fixFields(targetType, ruleID string) map[string]any {
 	}
 	return map[string]any{}
 }
+
+// ErrFindings is returned by the CLI when credentials were found, so the
+// process exits 1 and CI can gate on it.
+var ErrFindings = errors.New("scan: credentials found")

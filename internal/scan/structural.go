@@ -191,15 +191,25 @@ func findGeneric(s *fileScan, r *rule, hits []int) {
 
 // nonSecretKeySuffixes mark keys whose values name or point at a secret
 // rather than hold it.
-var nonSecretKeySuffixes = []string{"_file", "_path", "_env", "_name", "_url", "_uri", "_type", "_id", "_length", "_len",
-	"_header", "_field", "_policy", "_endpoint", "_ttl", "_expiry", "_expires", "_at", "_count", "_mode", "_ref", "_hash", "_format", "_prefix", "_dir", "file", "path", "name", "type"}
+// They are compared with '_' and '-' removed, so camelCase keys match too.
+var nonSecretKeySuffixes = []string{"file", "path", "env", "name", "url", "uri", "type", "id", "length", "len",
+	"header", "field", "policy", "endpoint", "ttl", "expiry", "expires", "expiresat", "count", "mode", "ref", "hash", "format", "prefix", "dir", "key_id", "keyid"}
 
-func genericValueOK(key, v []byte, quoted bool) bool {
-	k := strings.ToLower(string(key))
+// nonSecretKey reports whether a key name points at or describes a secret
+// rather than holding one.
+func nonSecretKey(k string) bool {
+	k = strings.ToLower(strings.NewReplacer("_", "", "-", "", ".", "").Replace(k))
 	for _, suf := range nonSecretKeySuffixes {
 		if strings.HasSuffix(k, suf) {
-			return false
+			return true
 		}
+	}
+	return false
+}
+
+func genericValueOK(key, v []byte, quoted bool) bool {
+	if nonSecretKey(string(key)) {
+		return false
 	}
 	if len(v) < 8 || isPlaceholder(v) || bytes.Contains(v, []byte("://")) {
 		return false
