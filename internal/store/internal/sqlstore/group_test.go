@@ -252,3 +252,25 @@ func TestCloseFinishesQueuedWritesAndRefusesNewOnes(t *testing.T) {
 		t.Errorf("stored keys = %v, want %v", got, want)
 	}
 }
+
+func TestLoneFailingWriteLeavesNoTrace(t *testing.T) {
+	// A batch of one runs without a savepoint; its transaction's
+	// rollback must undo the write's first statement all the same.
+	db := groupDB(t, GroupOptions{})
+	boom := errors.New("boom")
+	err := db.write(context.Background(), func(ctx context.Context, ex execer) error {
+		if err := insert("x")(ctx, ex); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("failing write = %v, want boom", err)
+	}
+	if err := db.write(context.Background(), insert("y")); err != nil {
+		t.Fatalf("write after a failed one: %v", err)
+	}
+	if got, want := keys(t, db), []string{"y"}; !slices.Equal(got, want) {
+		t.Errorf("stored keys = %v, want %v", got, want)
+	}
+}
