@@ -49,6 +49,7 @@ var identityTypes = map[string]identityBuilder{
 	"gitlab-ci":      jwtProvider,
 	"gcp":            jwtProvider,
 	"azure":          jwtProvider,
+	"aws-iam":        awsIAMProvider,
 }
 
 // targetTypes lists every built-in target type, by hand.
@@ -57,6 +58,7 @@ var targetTypes = map[string]targetBuilder{
 	"postgres": postgresTarget,
 	"mysql":    mysqlTarget,
 	"http":     httpTarget,
+	"aws-sts":  awsSTSTarget,
 }
 
 // sinkTypes lists every built-in audit sink type, by hand.

@@ -61,6 +61,8 @@ type IdentityProvider struct {
 	Claims       map[string]string `yaml:"claims"`
 	Algorithms   []string          `yaml:"algorithms"`
 	SubjectClaim string            `yaml:"subject_claim"`
+	// aws-iam: signed GetCallerIdentity proofs (see aws.go).
+	AWSProvider `yaml:",inline"`
 }
 
 // Target is a system stint mints credentials for. Which fields apply
@@ -87,6 +89,8 @@ type Target struct {
 	HTTP `yaml:",inline"`
 	// ssh, x509: the certificate authority (see certs.go).
 	CA `yaml:",inline"`
+	// aws-sts: STS region and endpoint (see aws.go).
+	AWSTarget `yaml:",inline"`
 }
 
 // Role is one shape of credential on a target.
@@ -105,6 +109,8 @@ type Role struct {
 	Paths   []string `yaml:"paths"`
 	// ssh, x509: certificate shape (see certs.go).
 	CertRole `yaml:",inline"`
+	// aws-sts: the IAM role and how the session is shaped (see aws.go).
+	AWSRole `yaml:",inline"`
 }
 
 // Policy is one CEL rule.

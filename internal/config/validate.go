@@ -77,6 +77,7 @@ func (c *Config) Validate() error {
 			add(path, "jwks_file and jwks_url are exclusive")
 		}
 		checkFile(p.JWKSFile, path+".jwks_file", add)
+		c.validateAWSProvider(path, p, add)
 		if p.JWKSURL != "" {
 			if u, err := url.Parse(p.JWKSURL); err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
 				add(path+".jwks_url", "want an https URL (http only on loopback)")
@@ -105,6 +106,7 @@ func (c *Config) Validate() error {
 		}
 		c.validateHTTP(path, t, add)
 		c.validateCerts(path, t, add)
+		c.validateAWSTarget(path, t, add)
 		if isSQL(t.Type) {
 			if t.DSN == "" {
 				add(path+".dsn", "required for a %s target", t.Type)
