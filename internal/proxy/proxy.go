@@ -198,7 +198,7 @@ type callKey struct{}
 
 // ServeHTTP runs the flow for one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := h.now()
+	start := time.Now() // latency and deadlines are wall-clock, not the injected clock
 	m := meta(r)
 	// Only origin-form request targets: an absolute URI or "*" would name
 	// a host of the caller's choosing.
@@ -281,7 +281,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	finish := func(status int, outcome, reason string, in, out int64) {
 		use.Outcome, use.Reason = outcome, reason
 		use.Details["status"], use.Details["bytes_in"], use.Details["bytes_out"] = status, in, out
-		use.Details["latency_ms"] = float64(h.now().Sub(start).Microseconds()) / 1000
+		use.Details["latency_ms"] = float64(time.Since(start).Microseconds()) / 1000
 		h.record(polEv, use)
 	}
 
@@ -319,8 +319,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Streams may outlive the server's write timeout; the target's own
 	// timeout bounds them instead.
 	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(h.now().Add(t.Timeout + 5*time.Second))
-	_ = rc.SetReadDeadline(h.now().Add(t.Timeout + 5*time.Second))
+	_ = rc.SetWriteDeadline(start.Add(t.Timeout + 5*time.Second))
+	_ = rc.SetReadDeadline(start.Add(t.Timeout + 5*time.Second))
 
 	c := &call{path: path, rawPath: rest, rawQuery: rawQuery, credential: cred, in: &countingReader{r: body}}
 	out := r.WithContext(context.WithValue(ctx, callKey{}, c))
