@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -157,36 +158,100 @@ func findGCP(s *fileScan, r *rule, hits []int) {
 
 var genericKeywords = []string{"api_key", "apikey", "api-key", "secret", "password", "passwd", "pwd", "token", "access_key", "accesskey", "private_key", "credential"}
 
-var genericRe = regexp.MustCompile(`(?i)([a-z0-9_.\-]*(?:api[_\-]?key|secret|password|passwd|pwd|token|access[_\-]?key|private[_\-]?key|credentials?)[a-z0-9_.\-]*)["']?\s*(?::=|=>|=|:)\s*(["'` + "`" + `]?)([^\s"'` + "`" + `]{8,200})`)
-
 // codeLike matches a value that is an expression, not a literal:
 // config.Token, os.Getenv(...), a type name.
 var codeLike = regexp.MustCompile(`^(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+|[A-Za-z_]+)$|[(){}\[\]]`)
 
-// findGeneric reports literal values assigned to secret-named keys.
+// findGeneric reports literal values assigned to secret-named keys:
+// key = "v", key: v, "key": "v", key := `v`, key => 'v'. It parses around
+// each keyword hit by hand; a regex with a free-floating key name would
+// backtrack over every line that mentions "token".
 func findGeneric(s *fileScan, r *rule, hits []int) {
-	s.eachWindow(r, hits, func(lo, hi int) {
-		w := s.data[lo:hi]
-		for _, m := range genericRe.FindAllSubmatchIndex(w, -1) {
-			key := w[m[2]:m[3]]
-			quote := w[m[4]:m[5]]
-			a, b := m[6], m[7]
-			v := w[a:b]
-			if len(quote) == 1 {
-				// The literal must close with the same quote.
-				if b >= len(w) || w[b] != quote[0] {
-					continue
-				}
-			} else {
-				v = bytes.TrimRight(v, ",;")
-				b = a + len(v)
-			}
-			if !genericValueOK(key, v, len(quote) == 1) {
-				continue
-			}
-			s.emit(candidate{rule: r, start: lo + a, end: lo + b, secret: v})
+	sort.Ints(hits)
+	lastEnd := -1
+	for _, p := range hits {
+		if p < lastEnd {
+			continue
 		}
-	})
+		c, ok := parseAssignment(s.data, p)
+		if !ok || !genericValueOK(s.data[c.keyStart:c.keyEnd], s.data[c.valStart:c.valEnd], c.quoted) {
+			continue
+		}
+		lastEnd = c.valEnd
+		s.emit(candidate{rule: r, start: c.valStart, end: c.valEnd, secret: s.data[c.valStart:c.valEnd]})
+	}
+}
+
+type assignment struct {
+	keyStart, keyEnd, valStart, valEnd int
+	quoted                             bool
+}
+
+func isKeyByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.'
+}
+
+// parseAssignment parses the assignment whose key contains offset p.
+func parseAssignment(d []byte, p int) (assignment, bool) {
+	var a assignment
+	i := p
+	for i > 0 && p-i < 80 && isKeyByte(d[i-1]) {
+		i--
+	}
+	a.keyStart = i
+	j := p
+	for j < len(d) && j-p < 80 && isKeyByte(d[j]) {
+		j++
+	}
+	a.keyEnd = j
+	if j < len(d) && (d[j] == '"' || d[j] == '\'') {
+		j++
+	}
+	for j < len(d) && (d[j] == ' ' || d[j] == '\t') {
+		j++
+	}
+	switch {
+	case j+1 < len(d) && d[j] == ':' && d[j+1] == '=', j+1 < len(d) && d[j] == '=' && d[j+1] == '>':
+		j += 2
+	case j < len(d) && (d[j] == '=' || d[j] == ':'):
+		j++
+	default:
+		return a, false
+	}
+	if j < len(d) && d[j] == '=' { // ==, a comparison
+		return a, false
+	}
+	for j < len(d) && (d[j] == ' ' || d[j] == '\t') {
+		j++
+	}
+	var quote byte
+	if j < len(d) && (d[j] == '"' || d[j] == '\'' || d[j] == '`') {
+		quote = d[j]
+		j++
+	}
+	a.valStart = j
+	for j < len(d) && j-a.valStart <= 200 {
+		c := d[j]
+		if c == '\n' || c == '\r' || (quote != 0 && c == quote) || (quote == 0 && (c == ' ' || c == '\t' || c == '"' || c == '\'' || c == '`')) {
+			break
+		}
+		if quote != 0 && (c == ' ' || c == '\t') {
+			return a, false // prose or an expression, not a credential
+		}
+		j++
+	}
+	a.valEnd = j
+	if quote != 0 {
+		if j >= len(d) || d[j] != quote {
+			return a, false
+		}
+		a.quoted = true
+	} else {
+		for a.valEnd > a.valStart && (d[a.valEnd-1] == ',' || d[a.valEnd-1] == ';') {
+			a.valEnd--
+		}
+	}
+	return a, a.valEnd-a.valStart >= 8
 }
 
 // nonSecretKeySuffixes mark keys whose values name or point at a secret
