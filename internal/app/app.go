@@ -163,7 +163,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *App, err error)
 		Name: "stint_jwks_refreshes_total", Help: "JWKS loads by outcome.",
 	}, []string{"outcome"})
 	a.Registry.MustRegister(jwksRefresh)
-	d := deps{HTTPClient: o.HTTPClient, Now: o.Now, IssuerURL: cfg.Server.IssuerURL, Signer: a.Keys,
+	d := deps{HTTPClient: o.HTTPClient, Now: o.Now, IssuerURL: cfg.Server.IssuerURL, Signer: a.Keys, Keys: a.Keys, Store: a.Store,
 		OnRefresh: func(_ string, err error) {
 			if err != nil {
 				jwksRefresh.WithLabelValues("failure").Inc()
@@ -213,7 +213,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *App, err error)
 	a.closers = append(a.closers, func() error { a.Proxy.Close(); return nil })
 	a.Server = server.New(server.Options{
 		Broker: a.Broker, Keys: a.Keys, IssuerURL: cfg.Server.IssuerURL, MaxRequestBytes: cfg.Server.MaxRequestBytes,
-		Logger: o.Logger, Gatherer: a.Registry, Registerer: a.Registry, Extra: a.Proxy.Routes(),
+		Logger: o.Logger, Gatherer: a.Registry, Registerer: a.Registry, Extra: withCertRoutes(a.Proxy.Routes(), issuers, o.Logger),
 		Ready: func(ctx context.Context) error {
 			_, err := a.Store.GetMeta(ctx, "kek_check")
 			return err

@@ -21,6 +21,8 @@ import (
 	"github.com/stint-dev/stint/internal/issuer/mysql"
 	"github.com/stint-dev/stint/internal/issuer/postgres"
 	"github.com/stint-dev/stint/internal/jwks"
+	"github.com/stint-dev/stint/internal/keys"
+	"github.com/stint-dev/stint/internal/store"
 )
 
 // deps is what constructors may use.
@@ -30,6 +32,10 @@ type deps struct {
 	IssuerURL  string
 	Signer     jwtissuer.Signer
 	OnRefresh  func(source string, err error)
+	// Keys hands out CA keys (ssh-ca:<target>, x509-ca:<target>).
+	Keys *keys.Manager
+	// Store lists leases (the ssh KRL) and keeps write-once records (the x509 root).
+	Store store.Store
 }
 
 // identityBuilder builds one identity provider from its config.
@@ -59,6 +65,8 @@ var targetTypes = map[string]targetBuilder{
 	"mysql":    mysqlTarget,
 	"http":     httpTarget,
 	"aws-sts":  awsSTSTarget,
+	"ssh":      sshTarget,
+	"x509":     x509Target,
 }
 
 // sinkTypes lists every built-in audit sink type, by hand.
