@@ -174,7 +174,7 @@ func New(ctx context.Context, cfg Config) (*Issuer, error) {
 	if needCreds {
 		creds := cfg.Credentials
 		if creds == nil {
-			loaded, err := config.LoadDefaultConfig(ctx, config.WithRegion(cfg.Region), config.WithHTTPClient(cfg.HTTPClient))
+			loaded, err := config.LoadDefaultConfig(ctx, config.WithRegion(cfg.Region))
 			if err != nil {
 				return nil, fmt.Errorf("aws-sts %s: load AWS config: %w", cfg.Name, err)
 			}
