@@ -71,6 +71,8 @@ func newRoot() *cobra.Command {
 		newKeysCmd(),
 		newBenchCmd(g),
 		newScanCmd(),
+		newProxyCmd(),
+		newTargetCmd(),
 	)
 	return root
 }
