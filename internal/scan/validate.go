@@ -80,7 +80,7 @@ var allJWSAlgs = []jose.SignatureAlgorithm{
 // validJWT reports whether tok is a compact JWS whose header and payload
 // decode (go-jose does the parsing) and whose payload is a JSON object.
 func validJWT(tok []byte) bool {
-	sig, err := jose.ParseSigned(string(tok), allJWSAlgs)
+	sig, err := jose.ParseSignedCompact(string(tok), allJWSAlgs)
 	if err != nil || len(sig.Signatures) != 1 {
 		return false
 	}

@@ -277,7 +277,7 @@ func (g *Gen) Filler(n int) string {
 	for i := 0; i < n; i++ {
 		switch g.r.IntN(8) {
 		case 0:
-			fmt.Fprintf(&sb, "func (s *%sService) %s(ctx context.Context, id string) error {\n", strings.Title(g.Ident()), strings.Title(g.Ident()))
+			fmt.Fprintf(&sb, "func (s *%sService) %s(ctx context.Context, id string) error {\n", title(g.Ident()), title(g.Ident()))
 		case 1:
 			fmt.Fprintf(&sb, "\tif err := s.%s.Load(ctx, %q); err != nil {\n\t\treturn fmt.Errorf(\"load %%s: %%w\", id, err)\n\t}\n", g.Ident(), g.Ident())
 		case 2:
@@ -291,8 +291,16 @@ func (g *Gen) Filler(n int) string {
 		case 6:
 			fmt.Fprintf(&sb, "  \"%s\": \"%s\",\n", g.Ident(), g.Hex(40))
 		default:
-			fmt.Fprintf(&sb, "\treturn %s.%s(%s, %d)\n", g.Ident(), strings.Title(g.Ident()), g.Ident(), g.r.IntN(64))
+			fmt.Fprintf(&sb, "\treturn %s.%s(%s, %d)\n", g.Ident(), title(g.Ident()), g.Ident(), g.r.IntN(64))
 		}
 	}
 	return sb.String()
+}
+
+// title upper-cases the first ASCII letter (identifiers only).
+func title(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
 }
