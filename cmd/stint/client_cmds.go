@@ -97,6 +97,7 @@ func newTokenCmd(g *globals) *cobra.Command {
 func newCredsCmd(g *globals) *cobra.Command {
 	var id identityFlags
 	var ttl, format, scope string
+	var sshFiles sshOut
 	cmd := &cobra.Command{
 		Use:   "creds TARGET/ROLE",
 		Short: "Get a credential under a lease",
@@ -114,9 +115,16 @@ func newCredsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := g.client().Credentials(cmd.Context(), tok, client.CredentialRequest{Target: gr.Target, Role: gr.Role, TTL: ttl, OnBehalfOf: obo, Scope: scope})
+			req := client.CredentialRequest{Target: gr.Target, Role: gr.Role, TTL: ttl, OnBehalfOf: obo, Scope: scope}
+			if err := sshFiles.prepare(format, &req); err != nil {
+				return err
+			}
+			c, err := g.client().Credentials(cmd.Context(), tok, req)
 			if err != nil {
 				return err
+			}
+			if format == "ssh" {
+				return sshFiles.write(cmd.OutOrStdout(), c)
 			}
 			return printCredential(cmd.OutOrStdout(), format, c)
 		},
@@ -124,7 +132,8 @@ func newCredsCmd(g *globals) *cobra.Command {
 	id.add(cmd)
 	cmd.Flags().StringVar(&ttl, "ttl", "", "lifetime, e.g. 5m (default: the role's)")
 	cmd.Flags().StringVar(&scope, "scope", "", "scopes for a jwt role")
-	cmd.Flags().StringVar(&format, "format", "json", "output: json, env, kube-exec (kubectl exec plugin) or aws-process (AWS credential_process)")
+	cmd.Flags().StringVar(&format, "format", "json", "output: json, env, kube-exec (kubectl exec plugin), aws-process (AWS credential_process) or ssh (key and certificate files in --out)")
+	sshFiles.add(cmd)
 	return cmd
 }
 
