@@ -248,8 +248,10 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// parse compiles a file sink's template. Missing keys are errors, so a
-// typo such as {{ .Credential.pasword }} fails at load, not in production.
+// parse compiles a file sink's template (syntax errors fail at load).
+// Missing keys are errors when rendering, so a typo such as
+// {{ .Credential.pasword }} fails loudly instead of writing an empty
+// password; the previous file is then kept.
 func (s SinkConfig) parse() (*template.Template, error) {
 	text := s.Template
 	if s.TemplateFile != "" {
