@@ -57,7 +57,9 @@ audit:
 
 // newProxyEnv runs stint with an http target in front of upstream, its
 // static key set the way `stint target set-key` sets it.
-func newProxyEnv(t *testing.T, upstream string) *env {
+func newProxyEnv(t testing.TB, upstream string) *env { return newProxyEnvWith(t, proxyConfig, upstream) }
+
+func newProxyEnvWith(t testing.TB, cfgText, upstream string) *env {
 	t.Helper()
 	dir := t.TempDir()
 	if err := devcluster.Init(dir); err != nil {
@@ -66,7 +68,7 @@ func newProxyEnv(t *testing.T, upstream string) *env {
 	e := &env{t: t, dir: dir, logBuf: &strings.Builder{}}
 	ts := httptest.NewUnstartedServer(nil)
 	e.url = "http://" + ts.Listener.Addr().String()
-	text := strings.NewReplacer("{{dir}}", dir, "{{url}}", e.url, "{{upstream}}", upstream).Replace(proxyConfig)
+	text := strings.NewReplacer("{{dir}}", dir, "{{url}}", e.url, "{{upstream}}", upstream).Replace(cfgText)
 	path := filepath.Join(dir, "stint.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
