@@ -57,7 +57,9 @@ audit:
 
 // newProxyEnv runs stint with an http target in front of upstream, its
 // static key set the way `stint target set-key` sets it.
-func newProxyEnv(t testing.TB, upstream string) *env { return newProxyEnvWith(t, proxyConfig, upstream) }
+func newProxyEnv(t testing.TB, upstream string) *env {
+	return newProxyEnvWith(t, proxyConfig, upstream)
+}
 
 func newProxyEnvWith(t testing.TB, cfgText, upstream string) *env {
 	t.Helper()
