@@ -255,6 +255,7 @@ func newLeasesCmd(g *globals) *cobra.Command {
 func newRevokeCmd(g *globals) *cobra.Command {
 	var id identityFlags
 	var f client.LeaseFilter
+	var awsf awsRevokeFlags
 	cmd := &cobra.Command{
 		Use:   "revoke --subject S | --human H | --target T [--role R] | --rule R",
 		Short: "Kill switch: revoke every lease matching a selector (admin)",
@@ -269,10 +270,11 @@ func newRevokeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "revoking %d leases\n", n)
-			return nil
+			return awsf.run(cmd.Context(), cmd.OutOrStdout(), time.Now())
 		},
 	}
 	id.add(cmd)
+	awsf.add(cmd)
 	cmd.Flags().StringVar(&f.Subject, "subject", "", "principal subject")
 	cmd.Flags().StringVar(&f.Provider, "provider", "", "identity provider")
 	cmd.Flags().StringVar(&f.Human, "human", "", "human subject")
