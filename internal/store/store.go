@@ -52,6 +52,20 @@ type Store interface {
 	// ReleaseLock gives the lock up if holder holds it.
 	ReleaseLock(ctx context.Context, name, holder string) error
 
+	// UpsertFindings records one report of the credential inventory: the
+	// full snapshot of source's findings at now, in one transaction.
+	// Findings not seen before are inserted with FirstSeen now; seen ones
+	// get LastSeen now and keep FirstSeen; a finding reported with
+	// PresentAtHead false, or an open one of source missing from the
+	// report, is marked remediated at now; a remediated one reported again
+	// at HEAD is reopened. Findings are keyed by (source, fingerprint,
+	// file); the report's Source, FirstSeen, LastSeen and RemediatedAt are
+	// ignored. The diff counts what the report changed.
+	UpsertFindings(ctx context.Context, source string, findings []Finding, now time.Time) (InventoryDiff, error)
+	// ListFindings returns inventory findings matching f, ordered by
+	// source, first_seen, fingerprint and file.
+	ListFindings(ctx context.Context, f FindingFilter) ([]Finding, error)
+
 	Close() error
 }
 
@@ -80,4 +94,53 @@ type LeaseFilter struct {
 	States   []core.LeaseState
 	Limit    int // 0: no limit
 	AfterID  string
+}
+
+// Finding is one static credential in the inventory: where it is, what
+// kind, and since when. It never holds the secret, only the scanner's
+// fingerprint and redacted form.
+type Finding struct {
+	Source      string // repository or other label of the scanned tree
+	Fingerprint string // hex HMAC-SHA256 prefix of the secret (scan.Finding.Fingerprint)
+	File        string
+	Rule        string
+	Line        int
+	Commit      string // git commit the finding was seen in; "" for a plain tree
+	Redacted    string // at most a third of the secret (scan.Finding.Redacted)
+	FirstSeen   time.Time
+	LastSeen    time.Time
+	// RemediatedAt is when the credential left HEAD (zero: still open).
+	RemediatedAt time.Time
+	// PresentAtHead is whether the last report saw it in the current tree
+	// rather than only in history.
+	PresentAtHead bool
+}
+
+// Open reports whether the credential is still present (not remediated).
+func (f Finding) Open() bool { return f.RemediatedAt.IsZero() }
+
+// InventoryDiff counts what one UpsertFindings report changed.
+type InventoryDiff struct {
+	New        int // findings never seen before in the source
+	Present    int // open findings seen again at HEAD
+	Reopened   int // remediated findings seen again at HEAD
+	Remediated int // open findings now gone from HEAD
+}
+
+// FindingState selects open or remediated findings.
+type FindingState string
+
+// The states of an inventory finding.
+const (
+	FindingOpen       FindingState = "open"
+	FindingRemediated FindingState = "remediated"
+)
+
+// FindingFilter selects inventory findings; empty fields match anything.
+type FindingFilter struct {
+	Source      string
+	Rule        string
+	Fingerprint string
+	State       FindingState // "": both
+	Limit       int          // 0: no limit
 }

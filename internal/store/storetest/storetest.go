@@ -51,6 +51,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LocksAcquireExtendRefuseRelease", testLocks},
 		{"LocksExpireAndAreTakenOver", testLockExpiry},
 		{"LocksConcurrentAcquireHasOneWinner", testLockRace},
+		{"InventoryFirstReportInserts", testInventoryInsert},
+		{"InventoryMissingFindingIsRemediatedAndReappearanceReopens", testInventoryLifecycle},
+		{"InventoryHistoryOnlyFindingIsRemediated", testInventoryHistory},
+		{"InventorySourcesAreIndependent", testInventorySources},
+		{"InventoryDuplicatesCollapseToLowestLine", testInventoryDuplicates},
+		{"InventoryLargeReportAndFilters", testInventoryLarge},
+		{"InventoryRejectsInvalidReportWhole", testInventoryInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
