@@ -59,6 +59,8 @@ type Options struct {
 	Metrics     *Metrics
 	// AuditFile is the local audit record that GET /v1/audit reads.
 	AuditFile string
+	// Inventory stores credential inventory reports (nil: not offered).
+	Inventory Inventory
 }
 
 // Broker runs the flow. It is safe for concurrent use.
