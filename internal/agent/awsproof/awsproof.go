@@ -120,3 +120,7 @@ func (s *Source) Proof(ctx context.Context) (awsiam.Proof, error) {
 	}
 	return awsiam.Proof{Method: req.Method, URL: s.endpoint, Headers: req.Header, Body: body}, nil
 }
+
+// Name is the identity source kind, "aws", so a Source can serve as the
+// agent's identity source for `--identity aws`.
+func (s *Source) Name() string { return "aws" }
