@@ -202,7 +202,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *App, err error)
 		IssuerURL: cfg.Server.IssuerURL, Identities: router, Policy: eng, Targets: targets,
 		Leases: leaseAdapter{a.Leases}, Signer: a.Keys, Audit: a.Audit, Fingerprint: a.Audit.Fingerprint,
 		SessionTTL: cfg.Server.SessionTTL.D(), Now: o.Now, Logger: o.Logger, Metrics: broker.NewMetrics(a.Registry),
-		AuditFile: auditFile(cfg),
+		AuditFile: auditFile(cfg), Inventory: a.Store,
 	})
 	if err != nil {
 		return nil, err
@@ -214,6 +214,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *App, err error)
 	a.Server = server.New(server.Options{
 		Broker: a.Broker, Keys: a.Keys, IssuerURL: cfg.Server.IssuerURL, MaxRequestBytes: cfg.Server.MaxRequestBytes,
 		Logger: o.Logger, Gatherer: a.Registry, Registerer: a.Registry, Extra: withCertRoutes(a.Proxy.Routes(), issuers, o.Logger),
+		MaxInventoryBytes: cfg.Server.MaxInventoryBytes,
 		Ready: func(ctx context.Context) error {
 			_, err := a.Store.GetMeta(ctx, "kek_check")
 			return err
@@ -372,7 +373,7 @@ type leaseAdapter struct{ m *lease.Manager }
 func (l leaseAdapter) Issue(ctx context.Context, r broker.LeaseRequest) (core.Lease, core.Credential, error) {
 	return l.m.Issue(ctx, lease.IssueRequest{
 		Target: r.Target, Role: r.Role, Rule: r.Rule, RequestID: r.Meta.RequestID, Source: r.Meta.Source,
-		Principal: r.Principal, Human: r.Human, TTL: r.TTL, MaxTTL: r.MaxTTL, Params: r.Params,
+		Principal: r.Principal, Human: r.Human, TTL: r.TTL, MaxTTL: r.MaxTTL, Params: r.Params, Preceding: r.Preceding,
 	})
 }
 func (l leaseAdapter) Renew(ctx context.Context, id string, ttl time.Duration) (core.Lease, error) {

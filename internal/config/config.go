@@ -37,8 +37,11 @@ type Server struct {
 	SigningAlgorithm string   `yaml:"signing_algorithm"`
 	SessionTTL       Duration `yaml:"session_ttl"`
 	// MaxRequestBytes bounds every request body.
-	MaxRequestBytes int64  `yaml:"max_request_bytes"`
-	LogLevel        string `yaml:"log_level"`
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// MaxInventoryBytes bounds a credential inventory report (POST
+	// /v1/inventory), which may be far larger than other requests.
+	MaxInventoryBytes int64  `yaml:"max_inventory_bytes"`
+	LogLevel          string `yaml:"log_level"`
 }
 
 // TLS configures HTTPS on the listener; both files or neither.

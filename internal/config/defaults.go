@@ -15,7 +15,9 @@ const (
 	DefaultSessionTTL      = 15 * time.Minute
 	DefaultRoleTTL         = 15 * time.Minute
 	DefaultMaxRequestBytes = 64 << 10
-	DefaultAudience        = "stint"
+	// DefaultMaxInventoryBytes fits a report of 10,000 findings.
+	DefaultMaxInventoryBytes = 8 << 20
+	DefaultAudience          = "stint"
 )
 
 // SetDefaults fills unset fields. It never validates; Validate never mutates.
@@ -51,6 +53,9 @@ func (c *Config) SetDefaults() {
 	}
 	if s.MaxRequestBytes == 0 {
 		s.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if s.MaxInventoryBytes == 0 {
+		s.MaxInventoryBytes = DefaultMaxInventoryBytes
 	}
 	if s.LogLevel == "" {
 		s.LogLevel = "info"

@@ -60,6 +60,9 @@ func (c *Config) Validate() error {
 	if s.MaxRequestBytes < 1024 || s.MaxRequestBytes > 64<<20 {
 		add("server.max_request_bytes", "want between 1024 and 67108864")
 	}
+	if s.MaxInventoryBytes < 1024 || s.MaxInventoryBytes > 256<<20 {
+		add("server.max_inventory_bytes", "want between 1024 and 268435456")
+	}
 	switch s.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -35,7 +35,10 @@ type Options struct {
 	Keys            KeySet
 	IssuerURL       string
 	MaxRequestBytes int64
-	Logger          *slog.Logger
+	// MaxInventoryBytes bounds a POST /v1/inventory body, a scan report
+	// that may be far larger than other requests (default 8 MiB).
+	MaxInventoryBytes int64
+	Logger            *slog.Logger
 	// Gatherer serves /metrics; Registerer receives the HTTP metrics.
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
@@ -65,6 +68,9 @@ func New(o Options) *Server {
 	if o.MaxRequestBytes <= 0 {
 		o.MaxRequestBytes = 64 << 10
 	}
+	if o.MaxInventoryBytes <= 0 {
+		o.MaxInventoryBytes = 8 << 20
+	}
 	s := &Server{o: o, mux: http.NewServeMux()}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stint_http_requests_total", Help: "HTTP requests by route and status code.",
@@ -87,6 +93,8 @@ func New(o Options) *Server {
 	s.route("POST /v1/leases/revoke", s.revokeMatching)
 	s.route("POST /v1/policy/evaluate", s.evaluate)
 	s.route("GET /v1/audit", s.auditQuery)
+	s.routeLimit("POST /v1/inventory", s.reportInventory, o.MaxInventoryBytes)
+	s.route("GET /v1/inventory", s.listInventory)
 	s.route("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -114,8 +122,15 @@ func (s *Server) AdminHandler() http.Handler {
 	})
 }
 
-// route registers h with metrics under pattern.
+// route registers h with metrics under pattern, its body bounded by
+// MaxRequestBytes.
 func (s *Server) route(pattern string, h http.HandlerFunc) {
+	s.routeLimit(pattern, h, s.o.MaxRequestBytes)
+}
+
+// routeLimit registers h with metrics under pattern, its body bounded by
+// maxBytes.
+func (s *Server) routeLimit(pattern string, h http.HandlerFunc, maxBytes int64) {
 	counter := s.requests.MustCurryWith(prometheus.Labels{"route": pattern})
 	hist := s.latency.WithLabelValues(pattern)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
@@ -131,7 +146,7 @@ func (s *Server) route(pattern string, h http.HandlerFunc) {
 			counter.WithLabelValues(fmt.Sprint(sw.code)).Inc()
 			hist.Observe(time.Since(start).Seconds())
 		}()
-		r.Body = http.MaxBytesReader(sw, r.Body, s.o.MaxRequestBytes)
+		r.Body = http.MaxBytesReader(sw, r.Body, maxBytes)
 		h(sw, r)
 	})
 }
