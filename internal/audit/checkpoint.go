@@ -45,7 +45,7 @@ type checkpointer struct {
 	every    int
 	interval time.Duration
 
-	since int // events since the last checkpoint; guarded by l.mu
+	since int // events since the last checkpoint; guarded by l.sem
 
 	quit chan struct{}
 	done chan struct{}
@@ -68,7 +68,7 @@ func newCheckpointer(l *Log, o Options) (*checkpointer, error) {
 }
 
 // count adds n recorded events and reports whether a checkpoint is due.
-// Caller holds l.mu.
+// Caller holds l.sem.
 func (c *checkpointer) count(n int) bool {
 	c.since += n
 	return c.since >= c.every
@@ -95,21 +95,27 @@ func (c *checkpointer) build(seq uint64, hash string) Event {
 // and waits for the required sinks.
 func (c *checkpointer) seal(ctx context.Context) error {
 	l := c.l
-	l.mu.Lock()
-	if l.closed || c.since == 0 {
-		l.mu.Unlock()
+	if err := l.lock(ctx); err != nil {
+		return err
+	}
+	if l.isClosed() || c.since == 0 {
+		l.unlock()
 		return nil
+	}
+	if err := l.reserve(ctx, 1); err != nil {
+		l.unlock()
+		return err
 	}
 	cp := c.build(l.seq, l.prev)
 	seq, prev, err := l.chain(&cp, l.seq, l.prev)
 	if err != nil {
-		l.mu.Unlock()
+		l.unlock()
 		return err
 	}
-	l.seq, l.prev = seq, prev
+	l.setHead(seq, prev)
 	c.reset()
 	batches := l.enqueue([]Event{cp})
-	l.mu.Unlock()
+	l.unlock()
 	if err := l.wait(ctx, batches); err != nil {
 		return fmt.Errorf("audit: checkpoint seq %d: %w", seq, err)
 	}
@@ -125,7 +131,11 @@ func (c *checkpointer) run() {
 		case <-c.quit:
 			return
 		case <-t.C:
-			if err := c.seal(context.Background()); err != nil {
+			// Bounded, so that a stuck required sink cannot keep stop waiting.
+			ctx, cancel := context.WithTimeout(context.Background(), c.interval)
+			err := c.seal(ctx)
+			cancel()
+			if err != nil {
 				c.l.logger.Error("audit: timed checkpoint failed", "err", err)
 			}
 		}

@@ -105,7 +105,7 @@ func TestHTTPSinkDeliversEverythingAfterReceiverOutage(t *testing.T) {
 	defer srv.Close()
 
 	deadline := time.Now().Add(30 * time.Second)
-	for len(rc.got()) < n && time.Now().Before(deadline) {
+	for (len(rc.got()) < n || s.Pending() > 0) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	l.Close()

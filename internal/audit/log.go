@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ErrClosed is returned by Record after Close.
@@ -23,9 +24,10 @@ var ErrClosed = errors.New("audit: log is closed")
 type SinkConfig struct {
 	Sink Sink
 	// Required sinks must have every event durably before Record returns;
-	// their failure fails Record (fail closed). Best-effort sinks never block
-	// the caller: when their queue is full, events for them are dropped and
-	// counted.
+	// their failure fails Record (fail closed), and while their queue is
+	// full Record waits (within its context) before it assigns a seq.
+	// Best-effort sinks never block the caller: when their queue is full,
+	// events for them are dropped and counted.
 	Required bool
 	// Filter, when set, selects the events this sink receives. A filtered
 	// record has gaps in Seq and cannot be verified as a chain on its own.
@@ -57,6 +59,12 @@ type Options struct {
 	// CheckpointInterval is the longest time between checkpoints; 0 means
 	// one minute.
 	CheckpointInterval time.Duration
+
+	// Registerer, when set, gets the Log's metrics (see docs/audit.md):
+	// events recorded by type and outcome, per-sink write failures, queue
+	// drops, queue depth and spool state, gap events and checkpoints. Sinks
+	// are labelled by type and index ("http-1"), never by address.
+	Registerer prometheus.Registerer
 }
 
 // Log assigns each event its place in the hash chain and fans it out to the
@@ -68,13 +76,18 @@ type Log struct {
 	logger *slog.Logger
 	fpKey  []byte
 
-	mu     sync.Mutex // orders seq assignment and queueing
+	// sem (a one-slot semaphore, so that waiting for it respects a
+	// context) orders seq assignment and queueing; mu guards the fields
+	// below for readers that do not take sem.
+	sem    chan struct{}
+	mu     sync.Mutex
 	closed bool
 	seq    uint64 // last assigned
 	prev   string // hash of the last assigned event
 	queues []*queue
 
 	ckpt      *checkpointer
+	metrics   *metrics
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -84,7 +97,7 @@ func NewLog(o Options) (*Log, error) {
 	if len(o.Sinks) == 0 {
 		return nil, errors.New("audit: no sinks configured")
 	}
-	l := &Log{now: o.Now, logger: o.Logger, fpKey: o.FingerprintKey, prev: GenesisHash}
+	l := &Log{now: o.Now, logger: o.Logger, fpKey: o.FingerprintKey, prev: GenesisHash, sem: make(chan struct{}, 1)}
 	if l.now == nil {
 		l.now = time.Now
 	}
@@ -107,7 +120,13 @@ func NewLog(o Options) (*Log, error) {
 		if sc.Sink == nil {
 			return nil, fmt.Errorf("audit: sink %d is nil", i)
 		}
-		l.queues = append(l.queues, newQueue(sc, l.logger))
+		l.queues = append(l.queues, newQueue(sc, l.logger, sinkLabel(sc.Sink, i)))
+	}
+	l.metrics = newMetrics(l)
+	if o.Registerer != nil {
+		if err := l.metrics.register(o.Registerer); err != nil {
+			return nil, fmt.Errorf("audit: metrics: %w", err)
+		}
 	}
 	if o.CheckpointKey != nil {
 		c, err := newCheckpointer(l, o)
@@ -150,7 +169,7 @@ func (l *Log) RecordAll(ctx context.Context, events ...Event) error {
 			return err
 		}
 	}
-	batches, err := l.append(evs)
+	batches, err := l.append(ctx, evs)
 	if err != nil {
 		return err
 	}
@@ -158,12 +177,23 @@ func (l *Log) RecordAll(ctx context.Context, events ...Event) error {
 }
 
 // append assigns chain positions and queues evs for every sink, in one
-// critical section so that all sinks see the same order.
-func (l *Log) append(evs []Event) ([]*batch, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
+// critical section so that all sinks see the same order. It waits, within
+// ctx, for its turn and for room in every required sink's queue before it
+// assigns anything, so a caller that gives up leaves no trace in the chain.
+func (l *Log) append(ctx context.Context, evs []Event) ([]*batch, error) {
+	if err := l.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer l.unlock()
+	if l.isClosed() {
 		return nil, ErrClosed
+	}
+	room := len(evs)
+	if l.ckpt != nil {
+		room++ // a checkpoint may follow
+	}
+	if err := l.reserve(ctx, room); err != nil {
+		return nil, err
 	}
 	seq, prev := l.seq, l.prev
 	for i := range evs {
@@ -181,8 +211,50 @@ func (l *Log) append(evs []Event) ([]*batch, error) {
 		evs = append(evs, cp)
 		l.ckpt.reset()
 	}
-	l.seq, l.prev = seq, prev
+	l.setHead(seq, prev)
 	return l.enqueue(evs), nil
+}
+
+// lock takes the append semaphore, or gives up when ctx ends.
+func (l *Log) lock(ctx context.Context) error {
+	select {
+	case l.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case l.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("audit: waiting for the log: %w", ctx.Err())
+	}
+}
+
+func (l *Log) unlock() { <-l.sem }
+
+func (l *Log) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+func (l *Log) setHead(seq uint64, prev string) {
+	l.mu.Lock()
+	l.seq, l.prev = seq, prev
+	l.mu.Unlock()
+}
+
+// reserve waits until every required queue can take n more events. Only
+// the holder of sem adds to queues, so room found stays. Caller holds sem.
+func (l *Log) reserve(ctx context.Context, n int) error {
+	for _, q := range l.queues {
+		if q.required {
+			if err := q.waitRoom(ctx, n); err != nil {
+				return fmt.Errorf("audit: waiting for sink %s: %w", q.sink.Name(), err)
+			}
+		}
+	}
+	return nil
 }
 
 // chain gives e the position after (seq, prev) and returns e's position.
@@ -198,8 +270,10 @@ func (l *Log) chain(e *Event, seq uint64, prev string) (uint64, string, error) {
 	return e.Seq, h, nil
 }
 
-// enqueue hands evs to every sink. Caller holds l.mu.
+// enqueue hands evs to every sink and counts them. Caller holds l.sem,
+// after reserve.
 func (l *Log) enqueue(evs []Event) []*batch {
+	l.metrics.recorded(evs)
 	var batches []*batch
 	for _, q := range l.queues {
 		sel := evs
@@ -259,9 +333,12 @@ func (l *Log) Close() error {
 				l.closeErr = err
 			}
 		}
+		// Under sem, so that no append is between its check and its queueing.
+		l.sem <- struct{}{}
 		l.mu.Lock()
 		l.closed = true
 		l.mu.Unlock()
+		l.unlock()
 		errs := []error{l.closeErr}
 		for _, q := range l.queues {
 			q.close()

@@ -23,45 +23,70 @@ type queue struct {
 	max      int
 	logger   *slog.Logger
 
+	label string // metrics label: sink type and index
+
 	mu       sync.Mutex
 	notEmpty sync.Cond
-	notFull  sync.Cond
+	room     chan struct{} // closed (and replaced) when the writer takes pending
 	pending  []Event
 	cur      *batch // the batch pending events will be written in
 	closed   bool
 	stopped  chan struct{}
 
-	dropped atomic.Uint64
+	dropped  atomic.Uint64 // events dropped because the queue was full
+	failures atomic.Uint64 // failed Write calls
 }
 
-func newQueue(sc SinkConfig, logger *slog.Logger) *queue {
+func newQueue(sc SinkConfig, logger *slog.Logger, label string) *queue {
 	q := &queue{sink: sc.Sink, required: sc.Required, filter: sc.Filter, max: sc.QueueSize,
-		logger: logger, stopped: make(chan struct{})}
+		logger: logger, label: label, stopped: make(chan struct{}), room: make(chan struct{})}
 	if q.max <= 0 {
 		q.max = defaultQueueSize
 	}
 	q.notEmpty.L = &q.mu
-	q.notFull.L = &q.mu
 	return q
 }
 
-// push queues evs and returns the batch they will be written in. For a
-// required sink it blocks while the queue is full (backpressure); for a
-// best-effort sink it drops evs instead and returns nil.
+// waitRoom waits until n events fit (an empty queue takes any batch), the
+// queue is closed, or ctx ends.
+func (q *queue) waitRoom(ctx context.Context, n int) error {
+	for {
+		q.mu.Lock()
+		if len(q.pending) == 0 || len(q.pending)+n <= q.max || q.closed {
+			q.mu.Unlock()
+			return nil
+		}
+		room := q.room
+		q.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// depth returns the number of events waiting.
+func (q *queue) depth() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pending)
+}
+
+// push queues evs and returns the batch they will be written in. A
+// required sink's room was reserved (Log.reserve) so it never waits here; a
+// best-effort sink drops evs when full and returns nil.
 func (q *queue) push(evs []Event) *batch {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	// A batch larger than the queue is still accepted into an empty queue,
 	// or it could never be written.
-	for len(q.pending) > 0 && len(q.pending)+len(evs) > q.max {
-		if !q.required {
-			if n := q.dropped.Add(uint64(len(evs))); n == uint64(len(evs)) || n%1000 < uint64(len(evs)) {
-				q.logger.Warn("audit: best-effort sink queue full, dropping events",
-					"sink", q.sink.Name(), "first_seq", evs[0].Seq, "dropped_total", n)
-			}
-			return nil
+	if !q.required && len(q.pending) > 0 && len(q.pending)+len(evs) > q.max {
+		if n := q.dropped.Add(uint64(len(evs))); n == uint64(len(evs)) || n%1000 < uint64(len(evs)) {
+			q.logger.Warn("audit: best-effort sink queue full, dropping events",
+				"sink", q.sink.Name(), "first_seq", evs[0].Seq, "dropped_total", n)
 		}
-		q.notFull.Wait()
+		return nil
 	}
 	if q.cur == nil {
 		q.cur = &batch{done: make(chan struct{})}
@@ -86,11 +111,13 @@ func (q *queue) run() {
 		}
 		evs, b := q.pending, q.cur
 		q.pending, q.cur = nil, nil
-		q.notFull.Broadcast()
+		close(q.room)
+		q.room = make(chan struct{})
 		q.mu.Unlock()
 
 		err := q.sink.Write(context.Background(), evs)
 		if err != nil {
+			q.failures.Add(1)
 			q.logger.Error("audit: sink write failed", "sink", q.sink.Name(),
 				"required", q.required, "first_seq", evs[0].Seq, "last_seq", evs[len(evs)-1].Seq,
 				"events", len(evs), "err", err)
@@ -104,6 +131,8 @@ func (q *queue) close() {
 	q.mu.Lock()
 	q.closed = true
 	q.notEmpty.Broadcast()
+	close(q.room)
+	q.room = make(chan struct{})
 	q.mu.Unlock()
 }
 
