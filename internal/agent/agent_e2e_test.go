@@ -327,3 +327,22 @@ credentials:
 		})
 	}
 }
+
+// examples/dbcred, a Go program using only the public client, gets a
+// PostgreSQL credential, logs in with it, and revokes it on the way out.
+func TestExampleDBCred_GetsCredentialLogsInAndRevokes(t *testing.T) {
+	pgURL := testenv.Require(t, "STINT_TEST_POSTGRES_URL")
+	s := startServer(t, pgURL)
+	cmd := exec.Command(exampleBin, "-addr", s.addr, "-token-file", s.tokenFile("agents", "bot"), "-target", "stagent-pg", "-role", "short")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 3 || f[0] != "connected" || f[1] != "as" {
+		t.Fatalf("output %q", out)
+	}
+	if roleExists(t, pgURL, f[2]) {
+		t.Fatalf("role %s left behind", f[2])
+	}
+}
