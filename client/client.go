@@ -223,6 +223,90 @@ func (c *Client) Evaluate(ctx context.Context, token string, body any) (json.Raw
 	return out, c.postJSON(ctx, "/v1/policy/evaluate", token, body, &out)
 }
 
+// InventoryFinding is one credential in an inventory report: where it
+// is and its fingerprint, never the secret (`stint scan`'s JSON fields).
+type InventoryFinding struct {
+	RuleID      string `json:"rule_id"`
+	File        string `json:"file"`
+	Line        int    `json:"line"`
+	Commit      string `json:"commit,omitempty"`
+	Redacted    string `json:"redacted"`
+	Fingerprint string `json:"fingerprint"`
+	// PresentAtHead is false for a finding seen only in git history; nil
+	// means a plain tree scan, so present.
+	PresentAtHead *bool `json:"present_at_head,omitempty"`
+}
+
+// InventoryReport is the full snapshot of one source's findings: the
+// server marks the source's findings missing from it as remediated.
+type InventoryReport struct {
+	Source   string             `json:"source"`
+	Findings []InventoryFinding `json:"findings"`
+}
+
+// InventoryDiff counts what a report changed in the inventory.
+type InventoryDiff struct {
+	New        int `json:"new"`
+	Present    int `json:"present"`
+	Reopened   int `json:"reopened"`
+	Remediated int `json:"remediated"`
+}
+
+// InventoryEntry is one finding as the inventory holds it.
+type InventoryEntry struct {
+	Source        string     `json:"source"`
+	Fingerprint   string     `json:"fingerprint"`
+	File          string     `json:"file"`
+	RuleID        string     `json:"rule_id"`
+	Line          int        `json:"line"`
+	Commit        string     `json:"commit,omitempty"`
+	Redacted      string     `json:"redacted"`
+	State         string     `json:"state"` // open or remediated
+	FirstSeen     time.Time  `json:"first_seen"`
+	LastSeen      time.Time  `json:"last_seen"`
+	RemediatedAt  *time.Time `json:"remediated_at,omitempty"`
+	PresentAtHead bool       `json:"present_at_head"`
+}
+
+// InventoryFilter selects inventory entries; empty fields match anything.
+type InventoryFilter struct {
+	Source      string
+	Rule        string
+	Fingerprint string
+	State       string // open or remediated
+	Limit       int
+}
+
+// ReportInventory posts a scan's findings to the inventory (admin).
+func (c *Client) ReportInventory(ctx context.Context, token string, r InventoryReport) (InventoryDiff, error) {
+	if r.Findings == nil {
+		r.Findings = []InventoryFinding{}
+	}
+	var out InventoryDiff
+	return out, c.postJSON(ctx, "/v1/inventory", token, r, &out)
+}
+
+// Inventory lists the inventory's findings (admin).
+func (c *Client) Inventory(ctx context.Context, token string, f InventoryFilter) ([]InventoryEntry, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"source": f.Source, "rule": f.Rule, "fingerprint": f.Fingerprint, "state": f.State} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.Limit > 0 {
+		q.Set("limit", fmt.Sprint(f.Limit))
+	}
+	req, err := c.get(ctx, "/v1/inventory?"+q.Encode(), token)
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Findings []InventoryEntry `json:"findings"`
+	}
+	return out.Findings, c.do(req, &out)
+}
+
 func (c *Client) get(ctx context.Context, path, token string) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.addr+path, nil)
 	if err != nil {
