@@ -30,6 +30,9 @@ type LeaseRequest struct {
 	TTL, MaxTTL        time.Duration
 	Params             map[string]string
 	Meta               Meta
+	// Preceding are this request's authentication and policy events; the
+	// lease manager records them with the issuance outcome in one write.
+	Preceding []audit.Event
 }
 
 // CredentialRequest is POST /v1/credentials.
@@ -83,6 +86,9 @@ func (b *Broker) issueCredential(ctx context.Context, r CredentialRequest) (Cred
 	if !ok {
 		return fail(core.E(core.KindInvalid, "invalid_target", "unknown target "+quote(r.Target), nil))
 	}
+	if t.Type == "http" {
+		return fail(core.E(core.KindInvalid, "invalid_target", "target "+t.Name+" is an http upstream: call it through /proxy/"+t.Name+"/ instead", nil))
+	}
 	role, ok := t.Roles[r.Role]
 	if !ok {
 		return fail(core.E(core.KindInvalid, "invalid_target", "unknown role "+quote(r.Role)+" on target "+t.Name, nil))
@@ -98,19 +104,16 @@ func (b *Broker) issueCredential(ctx context.Context, r CredentialRequest) (Cred
 	if err != nil {
 		return fail(err)
 	}
-	if err := b.record(ctx, events...); err != nil {
-		return CredentialResult{}, err
-	}
 	maxTTL := d.MaxTTL
 	if maxTTL <= 0 {
 		maxTTL = ttl
 	}
 	l, cred, err := b.o.Leases.Issue(ctx, LeaseRequest{
 		Target: g.Target, Role: g.Role, Rule: d.Rule, Principal: id, Human: human,
-		TTL: ttl, MaxTTL: maxTTL, Params: r.Params, Meta: r.Meta,
+		TTL: ttl, MaxTTL: maxTTL, Params: r.Params, Meta: r.Meta, Preceding: events,
 	})
 	if err != nil {
-		return CredentialResult{}, err // the lease manager audits its own outcome
+		return CredentialResult{}, err // the lease manager audits these events with its outcome
 	}
 	return CredentialResult{LeaseID: l.ID, ExpiresAt: l.ExpiresAt, Renewable: l.Renewable, Credential: cred}, nil
 }

@@ -30,6 +30,14 @@ type Renewer interface {
 	Renew(ctx context.Context, req RenewRequest) error
 }
 
+// Local is implemented by issuers whose Issue touches no external system:
+// they only sign (jwt, ssh, x509). The lease manager then records the lease
+// once, already active, after Issue: a credential that was never returned
+// needs no revocation, so the pending phase would only cost a durable write.
+type Local interface {
+	IssuesLocally()
+}
+
 // Request asks for one credential.
 type Request struct {
 	LeaseID   string

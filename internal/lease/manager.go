@@ -54,6 +54,9 @@ type IssueRequest struct {
 	Human                                 *core.Principal
 	TTL, MaxTTL                           time.Duration
 	Params                                map[string]string
+	// Preceding are the caller's events of this request (authentication,
+	// policy), recorded with the outcome in one durable write.
+	Preceding []audit.Event
 }
 
 // Issue stores the lease as pending, asks the target's issuer for the
@@ -65,7 +68,7 @@ func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.C
 		Principal: actorOf(&r.Principal), Human: actorOf(r.Human), Target: r.Target, Role: r.Role, Rule: r.Rule}
 	fail := func(l core.Lease, outcome string, err *core.Error) (core.Lease, core.Credential, error) {
 		ev.LeaseID, ev.Outcome, ev.Error = l.ID, outcome, err.Error()
-		m.record(ctx, ev)
+		m.record(ctx, append(r.Preceding, ev)...)
 		return core.Lease{}, nil, err
 	}
 	is, ok := m.o.Issuers[r.Target]
@@ -105,6 +108,9 @@ func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.C
 		l.Human = r.Human.Subject
 	}
 	ev.Details = map[string]any{"ttl": ttl.String()}
+	if _, local := is.(issuer.Local); local {
+		return m.issueLocal(ctx, is, r, l, ev, fail)
+	}
 	if err := m.create(ctx, l); err != nil {
 		var ce *core.Error
 		if errors.As(err, &ce) && ce.Kind == core.KindRateLimited {
@@ -159,13 +165,60 @@ func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.C
 	}
 	ev.LeaseID, ev.Outcome = l.ID, audit.OutcomeSuccess
 	ev.Details["expires_at"] = act.ExpiresAt.UTC().Format(time.RFC3339)
-	if err := m.o.Audit.Record(ctx, ev); err != nil {
+	if err := m.recordAll(ctx, append(r.Preceding, ev)...); err != nil {
 		// Fail closed: a credential nobody can account for must not exist.
 		m.revokeNow(ctx, act, "audit unavailable")
 		return core.Lease{}, nil, core.E(core.KindUnavailable, "", "audit log unavailable", err)
 	}
 	act.IssuerData = nil
 	return act, res.Credential, nil
+}
+
+// issueLocal issues from an issuer that only signs (issuer.Local): it
+// signs first and records the lease once, already active. A credential
+// whose lease could not be recorded is never returned, so it needs no
+// revocation, and the pending phase would only cost a durable write.
+func (m *Manager) issueLocal(ctx context.Context, is issuer.Issuer, r IssueRequest, l core.Lease, ev audit.Event,
+	fail func(core.Lease, string, *core.Error) (core.Lease, core.Credential, error)) (core.Lease, core.Credential, error) {
+	ictx, cancel := context.WithTimeout(ctx, m.o.IssueTimeout)
+	res, err := is.Issue(ictx, issuer.Request{
+		LeaseID: l.ID, Role: r.Role, Principal: r.Principal, Human: r.Human, Rule: r.Rule,
+		IssuedAt: l.IssuedAt, ExpiresAt: l.ExpiresAt, Params: r.Params,
+	})
+	cancel()
+	if err != nil {
+		var ce *core.Error
+		if !errors.As(err, &ce) {
+			ce = core.E(core.KindUnavailable, "", fmt.Sprintf("target %s is unavailable", r.Target), err)
+		}
+		return fail(l, audit.OutcomeFailure, ce)
+	}
+	sealed, err := m.seal(l.ID, res.Internal)
+	if err != nil {
+		return fail(l, audit.OutcomeFailure, core.E(core.KindInternal, "", "cannot seal issuer data", err))
+	}
+	l.State, l.IssuerData, l.NextAttempt = core.LeaseActive, sealed, time.Time{}
+	if !res.ExpiresAt.IsZero() && res.ExpiresAt.Before(l.ExpiresAt) {
+		l.ExpiresAt = res.ExpiresAt
+	}
+	_, renewer := is.(issuer.Renewer)
+	l.Renewable = res.Renewable && renewer
+	if err := m.create(ctx, l); err != nil {
+		var ce *core.Error
+		if errors.As(err, &ce) && ce.Kind == core.KindRateLimited {
+			return fail(l, audit.OutcomeDenied, ce)
+		}
+		return fail(l, audit.OutcomeFailure, core.E(core.KindUnavailable, "", "lease store unavailable", err))
+	}
+	ev.LeaseID, ev.Outcome = l.ID, audit.OutcomeSuccess
+	ev.Details["expires_at"] = l.ExpiresAt.UTC().Format(time.RFC3339)
+	if err := m.recordAll(ctx, append(r.Preceding, ev)...); err != nil {
+		// Fail closed: the credential is not returned; mark its lease revoked.
+		m.revokeNow(ctx, l, "audit unavailable")
+		return core.Lease{}, nil, core.E(core.KindUnavailable, "", "audit log unavailable", err)
+	}
+	l.IssuerData = nil
+	return l, res.Credential, nil
 }
 
 // create checks the limits and stores the pending lease.
@@ -407,10 +460,28 @@ func (m *Manager) open(l core.Lease) ([]byte, error) {
 	return m.o.Sealer.Open(l.IssuerData, []byte(l.ID))
 }
 
-func (m *Manager) record(ctx context.Context, e audit.Event) {
-	if err := m.o.Audit.Record(context.WithoutCancel(ctx), e); err != nil {
-		m.o.Logger.Error("lease: audit", "type", e.Type, "lease", e.LeaseID, "err", err)
+func (m *Manager) record(ctx context.Context, events ...audit.Event) {
+	if err := m.recordAll(context.WithoutCancel(ctx), events...); err != nil {
+		m.o.Logger.Error("lease: audit", "types", len(events), "err", err)
 	}
+}
+
+// batchRecorder records several events with one durable write (audit.Log).
+type batchRecorder interface {
+	RecordAll(ctx context.Context, events ...audit.Event) error
+}
+
+// recordAll records events in order, in one write when the recorder can.
+func (m *Manager) recordAll(ctx context.Context, events ...audit.Event) error {
+	if b, ok := m.o.Audit.(batchRecorder); ok {
+		return b.RecordAll(ctx, events...)
+	}
+	for _, e := range events {
+		if err := m.o.Audit.Record(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func actorOf(p *core.Principal) *audit.Actor {

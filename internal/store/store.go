@@ -72,11 +72,11 @@ type Store interface {
 // KeyRecord is one stored key. Private holds the private key encrypted
 // under the key-encryption key; Public is the public JWK or key in clear.
 type KeyRecord struct {
-	ID        string    // kid
-	Purpose   string    // "signing", "audit", "ssh-ca:<target>", "x509-ca:<target>", "upstream:<target>"
-	Algorithm string    // ES256, EdDSA, RS256, …
-	Private   []byte    // sealed
-	Public    []byte    // clear (e.g. JWK JSON)
+	ID        string // kid
+	Purpose   string // "signing", "audit", "ssh-ca:<target>", "x509-ca:<target>", "upstream:<target>"
+	Algorithm string // ES256, EdDSA, RS256, …
+	Private   []byte // sealed
+	Public    []byte // clear (e.g. JWK JSON)
 	CreatedAt time.Time
 	// NotAfter is when the key may be dropped from the JWKS (zero: in use).
 	NotAfter time.Time

@@ -260,3 +260,8 @@ func NewID() string {
 }
 
 var _ issuer.Issuer = (*Issuer)(nil)
+
+// IssuesLocally marks the issuer as signing only (issuer.Local).
+func (i *Issuer) IssuesLocally() {}
+
+var _ issuer.Local = (*Issuer)(nil)

@@ -445,3 +445,8 @@ func (is *Issuer) KRL(ctx context.Context) ([]byte, error) {
 }
 
 var _ issuer.Issuer = (*Issuer)(nil)
+
+// IssuesLocally marks the issuer as signing only (issuer.Local).
+func (i *Issuer) IssuesLocally() {}
+
+var _ issuer.Local = (*Issuer)(nil)

@@ -474,3 +474,8 @@ func (r role) allowsDNS(name string) bool {
 func (is *Issuer) Revoke(context.Context, issuer.RevokeRequest) error { return nil }
 
 var _ issuer.Issuer = (*Issuer)(nil)
+
+// IssuesLocally marks the issuer as signing only (issuer.Local).
+func (i *Issuer) IssuesLocally() {}
+
+var _ issuer.Local = (*Issuer)(nil)
