@@ -154,7 +154,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *App, err error)
 	}
 	a.closers = append(a.closers, func() error { a.Keys.Close(); return nil })
 
-	if a.Audit, err = openAudit(ctx, cfg, a.Keys, o); err != nil {
+	if a.Audit, err = openAudit(ctx, cfg, a.Keys, o, a.Registry); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, a.Audit.Close)
@@ -275,7 +275,7 @@ func OpenStore(ctx context.Context, url string) (store.Store, error) {
 	return st, nil
 }
 
-func openAudit(ctx context.Context, cfg *config.Config, km *keys.Manager, o Options) (*audit.Log, error) {
+func openAudit(ctx context.Context, cfg *config.Config, km *keys.Manager, o Options, reg prometheus.Registerer) (*audit.Log, error) {
 	fp, err := km.Secret(ctx, "audit-fingerprint")
 	if err != nil {
 		return nil, err
@@ -307,7 +307,7 @@ func openAudit(ctx context.Context, cfg *config.Config, km *keys.Manager, o Opti
 		}
 		sinks = append(sinks, sc)
 	}
-	return audit.NewLog(audit.Options{Sinks: sinks, Now: o.Now, Resume: resume, Logger: o.Logger, FingerprintKey: fp, CheckpointKey: ck})
+	return audit.NewLog(audit.Options{Sinks: sinks, Now: o.Now, Resume: resume, Logger: o.Logger, FingerprintKey: fp, CheckpointKey: ck, Registerer: reg})
 }
 
 func buildIdentities(ctx context.Context, cfg *config.Config, d deps, km *keys.Manager) (*identity.Router, error) {

@@ -203,5 +203,5 @@ func httpSink(s config.Sink) (audit.Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return audit.NewHTTPSink(audit.HTTPOptions{URL: s.URL, Format: s.Format, Token: tok, SpoolDir: s.SpoolDir, MaxSpoolBytes: s.MaxSpoolBytes, SpoolFsync: true})
+	return audit.NewHTTPSink(audit.HTTPOptions{URL: s.URL, Format: s.Format, Token: tok, SpoolDir: s.SpoolDir, MaxSpoolBytes: s.MaxSpoolBytes, OnFull: s.OnFull, SpoolFsync: true})
 }

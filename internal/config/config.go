@@ -153,6 +153,11 @@ type Sink struct {
 	TokenEnv      string `yaml:"token_env"`
 	SpoolDir      string `yaml:"spool_dir"`
 	MaxSpoolBytes int64  `yaml:"max_spool_bytes"`
+	// OnFull is what a full http spool does: fail (reject new events; a
+	// required sink then fails the request) or drop_oldest (discard the
+	// oldest, with an audit.gap event). Default: fail for required sinks,
+	// drop_oldest for best-effort ones.
+	OnFull string `yaml:"on_full"`
 	// Types and Outcomes filter what this sink receives (type prefixes
 	// such as "admin."); Exclude inverts the filter.
 	Types    []string `yaml:"types"`

@@ -82,6 +82,12 @@ func (c *Config) SetDefaults() {
 			req := k.Type == "file"
 			k.Required = &req
 		}
+		if k.Type == "http" && k.OnFull == "" {
+			k.OnFull = "drop_oldest"
+			if *k.Required {
+				k.OnFull = "fail"
+			}
+		}
 		if k.Type == "file" && k.Fsync == nil {
 			t := true
 			k.Fsync = &t

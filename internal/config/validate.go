@@ -199,6 +199,9 @@ func (c *Config) Validate() error {
 			if k.TokenFile != "" && k.TokenEnv != "" {
 				add(path, "token_file and token_env are exclusive")
 			}
+			if k.OnFull != "" && k.OnFull != "fail" && k.OnFull != "drop_oldest" {
+				add(path+".on_full", "want fail or drop_oldest")
+			}
 		}
 		checkFile(k.TokenFile, path+".token_file", add)
 	}
