@@ -71,6 +71,7 @@ func newRoot() *cobra.Command {
 		newKeysCmd(),
 		newBenchCmd(g),
 		newScanCmd(),
+		newInventoryCmd(g),
 		newProxyCmd(),
 		newTargetCmd(),
 	)

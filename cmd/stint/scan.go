@@ -19,6 +19,7 @@ func newScanCmd() *cobra.Command {
 		useGit, noGitignore                                      bool
 		maxSize                                                  int64
 		workers                                                  int
+		report                                                   inventoryReport
 	)
 	cmd := &cobra.Command{
 		Use:   "scan [PATH…]",
@@ -38,6 +39,9 @@ and stint:ignore comments.`,
 			default:
 				return fmt.Errorf("scan: --format %q: want table, json or sarif", format)
 			}
+			if err := report.check(); err != nil {
+				return err
+			}
 			var suppress map[string]bool
 			if baseline != "" {
 				var err error
@@ -47,8 +51,9 @@ and stint:ignore comments.`,
 			}
 			s := scan.New(scan.Options{MaxFileSize: maxSize, Workers: workers,
 				FingerprintKey: []byte(os.Getenv(keyEnv)), NoGitignore: noGitignore})
-			var findings []scan.Finding
+			var findings, all []scan.Finding
 			emit := func(f scan.Finding) {
+				all = append(all, f)
 				if !suppress[f.Fingerprint] {
 					findings = append(findings, f)
 				}
@@ -74,6 +79,12 @@ and stint:ignore comments.`,
 				st.Skipped += ps.Skipped
 			}
 			scan.SortFindings(findings)
+			if report.url != "" {
+				// The inventory tracks what exists, so baselined findings count too.
+				if err := report.send(ctx, cmd.ErrOrStderr(), all); err != nil {
+					return err
+				}
+			}
 			if writeBaseline != "" {
 				if err := scan.WriteBaseline(writeBaseline, findings); err != nil {
 					return err
@@ -133,5 +144,6 @@ and stint:ignore comments.`,
 	fl.IntVar(&workers, "workers", 0, "files scanned in parallel (default: number of CPUs)")
 	fl.BoolVar(&noGitignore, "no-gitignore", false, "also scan files that .gitignore excludes")
 	fl.StringVar(&keyEnv, "fingerprint-key-env", "STINT_SCAN_FINGERPRINT_KEY", "environment variable holding the HMAC key for fingerprints")
+	report.add(cmd)
 	return cmd
 }
