@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"github.com/stint-dev/stint/internal/agent/awsproof"
+
 	"fmt"
 	"net/http"
 	"os"
@@ -27,7 +29,9 @@ const (
 // metadata servers are tried only when their environment variable hints
 // at them (GCE_METADATA_HOST, STINT_AZURE_IMDS_ENDPOINT): probing a
 // link-local address elsewhere would stall every command.
-var DetectOrder = []string{SourceFile, SourceEnv, SourceKubernetes, SourceGitHub, SourceGitLab, SourceSPIFFE, SourceGCP, SourceAzure}
+// The AWS source is tried only when the aws-iam provider's server id is
+// given ($STINT_AWS_SERVER_ID), since signing needs it.
+var DetectOrder = []string{SourceFile, SourceEnv, SourceKubernetes, SourceGitHub, SourceGitLab, SourceSPIFFE, SourceGCP, SourceAzure, SourceAWS}
 
 // IdentityOptions configure how the workload's identity is found.
 type IdentityOptions struct {
@@ -52,6 +56,11 @@ type IdentityOptions struct {
 	AzureEndpoint string
 	// AzureClientID selects a user-assigned managed identity.
 	AzureClientID string
+	// AWSServerID is the aws-iam provider's server_id (default
+	// $STINT_AWS_SERVER_ID); AWSRegion picks the regional STS endpoint
+	// (default $AWS_REGION, else the global one); AWSEndpoint overrides the
+	// STS URL (default $STINT_AWS_STS_ENDPOINT).
+	AWSServerID, AWSRegion, AWSEndpoint string
 	// Getenv defaults to os.Getenv.
 	Getenv func(string) string
 	// HTTPClient is used for GitHub; metadata servers get a copy with a
@@ -144,6 +153,16 @@ func (o IdentityOptions) build(name string, forced bool) (Source, string) {
 			return nil, "$STINT_AZURE_IMDS_ENDPOINT is not set (name --identity azure to use IMDS)"
 		}
 		return &Cached{Source: &AzureIMDS{Endpoint: ep, Resource: aud, ClientID: o.AzureClientID, HTTPClient: o.httpClient(metadataTimeout)}}, ""
+	case SourceAWS:
+		sid := o.or(o.AWSServerID, "STINT_AWS_SERVER_ID", "")
+		if sid == "" {
+			return nil, "$STINT_AWS_SERVER_ID is not set (the aws-iam provider's server_id)"
+		}
+		src, err := awsproof.New(awsproof.Options{ServerID: sid, Region: o.or(o.AWSRegion, "AWS_REGION", ""), Endpoint: o.or(o.AWSEndpoint, "STINT_AWS_STS_ENDPOINT", "")})
+		if err != nil {
+			return nil, err.Error()
+		}
+		return src, ""
 	}
 	return nil, "unknown source"
 }

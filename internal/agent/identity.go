@@ -33,6 +33,7 @@ const (
 	SourceGCP        = "gcp"
 	SourceAzure      = "azure"
 	SourceSPIFFE     = "spiffe"
+	SourceAWS        = "aws"
 )
 
 // Source finds the workload's identity token: the proof of who it is that
