@@ -288,7 +288,7 @@ func openAudit(ctx context.Context, cfg *config.Config, km *keys.Manager, o Opti
 	var sinks []audit.SinkConfig
 	var resume *audit.Event
 	for i, s := range cfg.Audit.Sinks {
-		sk, err := sinkTypes[s.Type](s)
+		sk, err := sinkTypes[s.Type](s, o.Logger)
 		if err != nil {
 			return nil, cfg.Errorf(fmt.Sprintf("audit.sinks[%d]", i), "%v", err)
 		}

@@ -124,6 +124,9 @@ func TestAuditHTTPReceiverDownBlocksNoRequest(t *testing.T) {
 		t.Fatalf("exchanges with the down receiver ran at %.2f of the speed without the sink", ratio)
 	}
 
+	if !strings.Contains(withSink.logBuf.String(), "http sink delivery failed") {
+		t.Fatal("the receiver outage was not logged through the server's logger")
+	}
 	rc := &auditReceiver{}
 	ln, err = net.Listen("tcp", addr)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -44,8 +45,8 @@ type identityBuilder func(ctx context.Context, p config.IdentityProvider, d deps
 // targetBuilder builds one target's issuer from its config.
 type targetBuilder func(ctx context.Context, t config.Target, d deps) (issuer.Issuer, error)
 
-// sinkBuilder builds one audit sink.
-type sinkBuilder func(s config.Sink) (audit.Sink, error)
+// sinkBuilder builds one audit sink; logger gets the sink's own warnings.
+type sinkBuilder func(s config.Sink, logger *slog.Logger) (audit.Sink, error)
 
 // identityTypes lists every built-in identity provider type, by hand.
 var identityTypes = map[string]identityBuilder{
@@ -71,8 +72,10 @@ var targetTypes = map[string]targetBuilder{
 
 // sinkTypes lists every built-in audit sink type, by hand.
 var sinkTypes = map[string]sinkBuilder{
-	"file":   fileSink,
-	"stdout": func(config.Sink) (audit.Sink, error) { return audit.NewStreamSink("stdout", os.Stdout), nil },
+	"file": fileSink,
+	"stdout": func(config.Sink, *slog.Logger) (audit.Sink, error) {
+		return audit.NewStreamSink("stdout", os.Stdout), nil
+	},
 	"syslog": syslogSink,
 	"http":   httpSink,
 }
@@ -174,11 +177,11 @@ func secretRef(file, env string) (string, error) {
 	return "", nil
 }
 
-func fileSink(s config.Sink) (audit.Sink, error) {
-	return audit.NewFileSink(s.Path, audit.FileOptions{DisableFsync: s.Fsync != nil && !*s.Fsync})
+func fileSink(s config.Sink, logger *slog.Logger) (audit.Sink, error) {
+	return audit.NewFileSink(s.Path, audit.FileOptions{DisableFsync: s.Fsync != nil && !*s.Fsync, Logger: logger})
 }
 
-func syslogSink(s config.Sink) (audit.Sink, error) {
+func syslogSink(s config.Sink, _ *slog.Logger) (audit.Sink, error) {
 	u, err := url.Parse(s.Address)
 	if err != nil {
 		return nil, fmt.Errorf("syslog address: %w", err)
@@ -198,10 +201,10 @@ func syslogSink(s config.Sink) (audit.Sink, error) {
 	return audit.NewSyslogSink(o)
 }
 
-func httpSink(s config.Sink) (audit.Sink, error) {
+func httpSink(s config.Sink, logger *slog.Logger) (audit.Sink, error) {
 	tok, err := secretRef(s.TokenFile, s.TokenEnv)
 	if err != nil {
 		return nil, err
 	}
-	return audit.NewHTTPSink(audit.HTTPOptions{URL: s.URL, Format: s.Format, Token: tok, SpoolDir: s.SpoolDir, MaxSpoolBytes: s.MaxSpoolBytes, OnFull: s.OnFull, SpoolFsync: true})
+	return audit.NewHTTPSink(audit.HTTPOptions{URL: s.URL, Format: s.Format, Token: tok, SpoolDir: s.SpoolDir, MaxSpoolBytes: s.MaxSpoolBytes, OnFull: s.OnFull, SpoolFsync: true, Logger: logger})
 }
