@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // AWSProvider holds the fields of an aws-iam identity provider.
@@ -62,7 +64,6 @@ var (
 	awsRegion    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d{1,2}$`)
 	awsRoleARN   = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$`)
 	awsPolicyARN = regexp.MustCompile(`^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/[\w+=,.@/-]{1,512}$`)
-	awsTagKey    = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$`)
 )
 
 // checkSTSURL accepts https URLs, and http only on loopback (local test STS).
@@ -168,7 +169,7 @@ func (c *Config) validateAWSTarget(p string, t Target, add func(string, string, 
 			}
 		}
 		for _, k := range sortedKeys(r.SessionTags) {
-			if !awsTagKey.MatchString(k) || strings.HasPrefix(strings.ToLower(k), "aws:") {
+			if !awsTagKey(k) || strings.HasPrefix(strings.ToLower(k), "aws:") {
 				add(rp+".session_tags", "%q is not a valid session tag key", k)
 			}
 		}
@@ -193,4 +194,17 @@ func (c *Config) validateAWSTarget(p string, t Target, add func(string, string, 
 			}
 		}
 	}
+}
+
+// awsTagKey reports whether k is a valid AWS tag key: 1 to 128 letters,
+// spaces, numbers or _.:/=+-@ (a loop: the \p{…} regexp is slow to compile).
+func awsTagKey(k string) bool {
+	n := 0
+	for _, r := range k {
+		n++
+		if n > 128 || !(unicode.IsLetter(r) || unicode.Is(unicode.Z, r) || unicode.IsNumber(r) || strings.ContainsRune("_.:/=+-@", r)) {
+			return false
+		}
+	}
+	return n >= 1 && utf8.ValidString(k)
 }

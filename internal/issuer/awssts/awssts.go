@@ -20,6 +20,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -133,8 +135,6 @@ type Internal struct {
 var (
 	roleARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$`)
 	policyARN      = regexp.MustCompile(`^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/[\w+=,.@/-]{1,512}$`)
-	tagKey         = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$`)
-	tagValueOK     = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]{0,256}$`)
 )
 
 // New checks the roles, parses their templates and builds the STS clients.
@@ -241,7 +241,7 @@ func parseRole(rc RoleConfig) (role, error) {
 		return r, fmt.Errorf("session_tags: at most %d", maxTags)
 	}
 	for k, text := range rc.SessionTags {
-		if !tagKey.MatchString(k) || strings.HasPrefix(strings.ToLower(k), "aws:") {
+		if !TagText(k, 1, 128) || strings.HasPrefix(strings.ToLower(k), "aws:") {
 			return r, fmt.Errorf("session_tags: key %q is not a valid tag key", k)
 		}
 		t, err := template.New(k).Option("missingkey=error").Parse(text)
@@ -492,7 +492,7 @@ func SanitizeName(s string) string {
 // SanitizeTagValue fits s to AWS's tag value rules: allowed characters
 // only (others become '_'), at most 256 characters.
 func SanitizeTagValue(s string) string {
-	if tagValueOK.MatchString(s) {
+	if TagText(s, 0, 256) {
 		return s
 	}
 	var b strings.Builder
@@ -501,7 +501,7 @@ func SanitizeTagValue(s string) string {
 		if n == 256 {
 			break
 		}
-		if tagValueOK.MatchString(string(c)) {
+		if TagText(string(c), 0, 256) {
 			b.WriteRune(c)
 		} else {
 			b.WriteByte('_')
@@ -512,3 +512,22 @@ func SanitizeTagValue(s string) string {
 }
 
 var _ issuer.Issuer = (*Issuer)(nil)
+
+// TagText reports whether s is a valid AWS tag key or value: between min
+// and max characters, each a letter, space, number or one of _.:/=+-@.
+// A plain loop, because the equivalent \p{…}{1,256} regexp costs ~15 MB
+// and ~15 ms to compile at every start of every CLI command.
+func TagText(s string, min, max int) bool {
+	n := 0
+	for _, r := range s {
+		n++
+		if n > max {
+			return false
+		}
+		if unicode.IsLetter(r) || unicode.Is(unicode.Z, r) || unicode.IsNumber(r) || strings.ContainsRune("_.:/=+-@", r) {
+			continue
+		}
+		return false
+	}
+	return n >= min && utf8.ValidString(s)
+}
