@@ -14,7 +14,10 @@ import (
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "bench", Short: "Load generators for BENCHMARKS.md"}
+	cmd := &cobra.Command{Use: "bench", Short: "Load generators for BENCHMARKS.md",
+		// The load generator shares the machine with the server: spend as
+		// little CPU on its own garbage as the server does.
+		PersistentPreRun: func(*cobra.Command, []string) { tuneGC() }}
 	var o bench.Options
 	var id identityFlags
 	var audience string
