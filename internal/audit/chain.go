@@ -153,3 +153,32 @@ func roundTrips(v any) bool {
 		return false
 	}
 }
+
+// emptyHash is how the hash field reads in the encoding that is hashed.
+var emptyHash = []byte(`,"hash":"",`)
+
+// spliceHash turns the hashed encoding (hash "") into the event's line by
+// writing the hash in; the result equals canonicalJSON of the event with
+// its Hash set, because the hash is plain hex and the field order fixed.
+// It returns nil when the field is not where it must be.
+func spliceHash(b []byte, h string) []byte {
+	i := bytes.Index(b, emptyHash)
+	if i < 0 {
+		return nil
+	}
+	out := make([]byte, 0, len(b)+len(h))
+	out = append(out, b[:i]...)
+	out = append(out, `,"hash":"`...)
+	out = append(out, h...)
+	out = append(out, `",`...)
+	return append(out, b[i+len(emptyHash):]...)
+}
+
+// lineOf returns the canonical encoding of a chained event, reusing the
+// one made while chaining when the event is unchanged since.
+func lineOf(e *Event) ([]byte, error) {
+	if e.line != nil && e.Hash != "" {
+		return e.line, nil
+	}
+	return canonicalJSON(e)
+}

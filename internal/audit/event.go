@@ -64,6 +64,10 @@ type Event struct {
 	Error     string `json:"error,omitempty"`
 	// Details carries type-specific, non-secret fields (ttl, audience, scope, jti, counts).
 	Details map[string]any `json:"details,omitempty"`
+
+	// line caches the canonical encoding made while chaining, so sinks do
+	// not encode the event a second time (see lineOf).
+	line []byte
 }
 
 // Sink receives chained events. Lifecycle: constructed from config →

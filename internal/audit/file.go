@@ -76,7 +76,7 @@ func (s *FileSink) Write(_ context.Context, events []Event) error {
 	}
 	s.buf = s.buf[:0]
 	for i := range events {
-		b, err := canonicalJSON(&events[i])
+		b, err := lineOf(&events[i])
 		if err != nil {
 			return err
 		}

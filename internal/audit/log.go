@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -262,11 +263,14 @@ func (l *Log) chain(e *Event, seq uint64, prev string) (uint64, string, error) {
 	e.Seq, e.PrevHash, e.Hash = seq+1, prev, ""
 	e.Time = l.now().UTC()
 	e.ID = uuid.NewString()
-	h, err := computeHash(e)
+	b, err := canonicalJSON(e)
 	if err != nil {
 		return seq, prev, err
 	}
+	sum := sha256.Sum256(b)
+	h := hex.EncodeToString(sum[:])
 	e.Hash = h
+	e.line = spliceHash(b, h)
 	return e.Seq, h, nil
 }
 

@@ -31,7 +31,7 @@ func (s *StreamSink) Write(_ context.Context, events []Event) error {
 	defer s.mu.Unlock()
 	s.buf = s.buf[:0]
 	for i := range events {
-		b, err := canonicalJSON(&events[i])
+		b, err := lineOf(&events[i])
 		if err != nil {
 			return err
 		}
