@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -48,7 +49,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 	exchange.Flags().StringVar(&audience, "audience", "", "exchange for an access token of this audience (default: session tokens)")
 	id.add(exchange)
 
-	var target, role, ttl string
+	var target, role, ttl, pubFile string
 	var revoke bool
 	creds := &cobra.Command{
 		Use:   "creds --target T --role R",
@@ -59,7 +60,15 @@ func newBenchCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body, _ := json.Marshal(client.CredentialRequest{Target: target, Role: role, TTL: ttl})
+			req := client.CredentialRequest{Target: target, Role: role, TTL: ttl}
+			if pubFile != "" {
+				b, err := os.ReadFile(pubFile)
+				if err != nil {
+					return err
+				}
+				req.PublicKey = strings.TrimSpace(string(b))
+			}
+			body, _ := json.Marshal(req)
 			addr := strings.TrimRight(client.Addr(g.addr), "/")
 			name := "creds " + target + "/" + role
 			if revoke {
@@ -72,13 +81,23 @@ func newBenchCmd(g *globals) *cobra.Command {
 	creds.Flags().StringVar(&target, "target", "", "target")
 	creds.Flags().StringVar(&role, "role", "", "role")
 	creds.Flags().StringVar(&ttl, "ttl", "", "lease TTL")
+	creds.Flags().StringVar(&pubFile, "public-key-file", "", "send this public key (ssh targets) instead of letting stint generate a key pair")
 	creds.Flags().BoolVar(&revoke, "revoke", false, "revoke each lease right after issuing it (a create+drop cycle)")
 	id.add(creds)
 
 	var d time.Duration
+	var alg string
 	base := &cobra.Command{
-		Use: "baseline", Short: "Raw ES256 sign + RS256 verify per second on one core", Args: cobra.NoArgs,
+		Use: "baseline", Short: "Raw crypto per second on one core: ES256 sign + RS256 verify (default) or Ed25519 sign", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if alg == "ed25519" {
+				r, err := bench.BaselineEd25519(d)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "baseline: %.0f Ed25519 signatures per second on one core\n", r)
+				return nil
+			}
 			r, err := bench.Baseline(d)
 			if err != nil {
 				return err
@@ -88,6 +107,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		},
 	}
 	base.Flags().DurationVar(&d, "duration", 5*time.Second, "how long to measure")
+	base.Flags().StringVar(&alg, "alg", "es256-rs256", "es256-rs256 or ed25519")
 
 	for _, c := range []*cobra.Command{exchange, creds} {
 		c.Flags().IntVarP(&o.Concurrency, "concurrency", "c", 32, "concurrent requests")

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -243,4 +244,22 @@ func IssueRevoke(addr, token string, body []byte, revoke bool) Request {
 		}
 		return Post(addr+"/v1/leases/"+out.LeaseID+"/revoke", "application/json", token, []byte("{}"))(ctx, c)
 	}
+}
+
+// BaselineEd25519 measures raw Ed25519 signatures per second on one
+// goroutine: the cryptographic floor of one SSH certificate.
+func BaselineEd25519(d time.Duration) (float64, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return 0, err
+	}
+	msg := make([]byte, 300) // about the size of a certificate's signed body
+	n := 0
+	start := time.Now()
+	for time.Since(start) < d {
+		msg[0] = byte(n)
+		_ = ed25519.Sign(priv, msg)
+		n++
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
