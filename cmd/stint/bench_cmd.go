@@ -115,6 +115,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		c.Flags().DurationVar(&o.Warmup, "warmup", 2*time.Second, "warm-up before measuring")
 		c.Flags().BoolVar(&baseline, "baseline", true, "also measure the raw-crypto baseline (5 s, one core) and print the ratio")
 		c.Flags().IntVar(&serverPID, "server-pid", 0, "report this server process's RSS")
+		c.Flags().Int64Var(&o.MaxRequests, "max-requests", 0, "stop after this many requests (0: run for --duration)")
 	}
 	cmd.AddCommand(exchange, creds, base)
 	return cmd

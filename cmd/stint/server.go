@@ -111,7 +111,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the store, keys and audit log (default: a new temp dir)")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8420", "listen address")
-	cmd.Flags().BoolVar(&noAudit, "no-audit-sink", false, "run without the audit file sink (only to measure audit's cost)")
+	cmd.Flags().BoolVar(&noAudit, "no-audit-sink", false, "send audit events to /dev/null, best-effort, instead of the durable file (only to measure audit's cost)")
 	cmd.AddCommand(newDevTokenCmd())
 	return cmd
 }

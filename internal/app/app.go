@@ -51,6 +51,10 @@ func Check(cfg *config.Config) error {
 			errs = append(errs, cfg.Errorf(fmt.Sprintf("targets[%d].type", i), "unknown type %q (known: %s)", t.Type, names(targetTypes)))
 		}
 	}
+	if len(cfg.Audit.Sinks) == 0 {
+		// No audit record is not a mode stint runs in.
+		errs = append(errs, cfg.Errorf("audit.sinks", "at least one audit sink is required, e.g. { type: file, path: /var/log/stint/audit.jsonl }"))
+	}
 	for i, s := range cfg.Audit.Sinks {
 		if _, ok := sinkTypes[s.Type]; s.Type != "" && !ok {
 			errs = append(errs, cfg.Errorf(fmt.Sprintf("audit.sinks[%d].type", i), "unknown type %q (known: %s)", s.Type, names(sinkTypes)))

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -27,6 +28,7 @@ func BenchmarkExchangeHTTP(b *testing.B) {
 				b.Error(err)
 				return
 			}
+			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != 200 {
 				b.Errorf("status %d", resp.StatusCode)

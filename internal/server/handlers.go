@@ -105,13 +105,7 @@ type credentialsBody struct {
 	Params     map[string]string `json:"params"`
 }
 
-func (s *Server) credentials(w http.ResponseWriter, r *http.Request) {
-	m := meta(r)
-	tok, err := bearer(r)
-	if err != nil {
-		s.fail(w, r, m, err)
-		return
-	}
+func (s *Server) credentials(w http.ResponseWriter, r *http.Request, m broker.Meta, tok string) {
 	var b credentialsBody
 	if err := decodeJSON(r, &b); err != nil {
 		s.fail(w, r, m, err)
@@ -165,13 +159,7 @@ type leaseView struct {
 	core.Lease
 }
 
-func (s *Server) getLease(w http.ResponseWriter, r *http.Request) {
-	m := meta(r)
-	tok, err := bearer(r)
-	if err != nil {
-		s.fail(w, r, m, err)
-		return
-	}
+func (s *Server) getLease(w http.ResponseWriter, r *http.Request, m broker.Meta, tok string) {
 	l, err := s.o.Broker.GetLease(r.Context(), broker.LeaseAction{Token: tok, LeaseID: r.PathValue("id"), Meta: m})
 	if err != nil {
 		s.fail(w, r, m, err)
@@ -184,13 +172,7 @@ type renewBody struct {
 	TTL string `json:"ttl"`
 }
 
-func (s *Server) renewLease(w http.ResponseWriter, r *http.Request) {
-	m := meta(r)
-	tok, err := bearer(r)
-	if err != nil {
-		s.fail(w, r, m, err)
-		return
-	}
+func (s *Server) renewLease(w http.ResponseWriter, r *http.Request, m broker.Meta, tok string) {
 	var b renewBody
 	if r.ContentLength != 0 {
 		if err := decodeJSON(r, &b); err != nil {
@@ -215,13 +197,7 @@ type revokeBody struct {
 	Force bool `json:"force"`
 }
 
-func (s *Server) revokeLease(w http.ResponseWriter, r *http.Request) {
-	m := meta(r)
-	tok, err := bearer(r)
-	if err != nil {
-		s.fail(w, r, m, err)
-		return
-	}
+func (s *Server) revokeLease(w http.ResponseWriter, r *http.Request, m broker.Meta, tok string) {
 	var b revokeBody
 	if r.ContentLength != 0 {
 		if err := decodeJSON(r, &b); err != nil {
@@ -237,13 +213,7 @@ func (s *Server) revokeLease(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, leaseView{l})
 }
 
-func (s *Server) listLeases(w http.ResponseWriter, r *http.Request) {
-	m := meta(r)
-	tok, err := bearer(r)
-	if err != nil {
-		s.fail(w, r, m, err)
-		return
-	}
+func (s *Server) listLeases(w http.ResponseWriter, r *http.Request, m broker.Meta, tok string) {
 	f, err := leaseFilter(r.URL.Query())
 	if err != nil {
 		s.fail(w, r, m, err)
@@ -292,13 +262,7 @@ type selectorBody struct {
 	Rule     string `json:"rule"`
 }
 
-func (s *Server) revokeMatching(w http.ResponseWriter, r *http.Request) {
-	m := meta(r)
-	tok, err := bearer(r)
-	if err != nil {
-		s.fail(w, r, m, err)
-		return
-	}
+func (s *Server) revokeMatching(w http.ResponseWriter, r *http.Request, m broker.Meta, tok string) {
 	var b selectorBody
 	if err := decodeJSON(r, &b); err != nil {
 		s.fail(w, r, m, err)
@@ -321,13 +285,7 @@ type evaluateBody struct {
 	Request  map[string]any  `json:"request"`
 }
 
-func (s *Server) evaluate(w http.ResponseWriter, r *http.Request) {
-	m := meta(r)
-	tok, err := bearer(r)
-	if err != nil {
-		s.fail(w, r, m, err)
-		return
-	}
+func (s *Server) evaluate(w http.ResponseWriter, r *http.Request, m broker.Meta, tok string) {
 	var b evaluateBody
 	if err := decodeJSON(r, &b); err != nil {
 		s.fail(w, r, m, err)
@@ -355,13 +313,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 // auditQuery is GET /v1/audit?since=1h&type=…&outcome=…&subject=…&limit=…
-func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) {
-	m := meta(r)
-	tok, err := bearer(r)
-	if err != nil {
-		s.fail(w, r, m, err)
-		return
-	}
+func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request, m broker.Meta, tok string) {
 	q := r.URL.Query()
 	aq := broker.AuditQuery{Filter: audit.Filter{Types: q["type"], Outcomes: q["outcome"]}, Subject: q.Get("subject")}
 	if v := q.Get("since"); v != "" {

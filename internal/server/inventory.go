@@ -63,13 +63,7 @@ type inventoryDiffView struct {
 }
 
 // reportInventory is POST /v1/inventory (admin).
-func (s *Server) reportInventory(w http.ResponseWriter, r *http.Request) {
-	m := meta(r)
-	tok, err := bearer(r)
-	if err != nil {
-		s.fail(w, r, m, err)
-		return
-	}
+func (s *Server) reportInventory(w http.ResponseWriter, r *http.Request, m broker.Meta, tok string) {
 	var b inventoryBody
 	if err := decodeJSON(r, &b); err != nil {
 		s.fail(w, r, m, err)
@@ -89,13 +83,7 @@ func (s *Server) reportInventory(w http.ResponseWriter, r *http.Request) {
 }
 
 // listInventory is GET /v1/inventory?source=&state=open|remediated&rule=&fingerprint=&limit= (admin).
-func (s *Server) listInventory(w http.ResponseWriter, r *http.Request) {
-	m := meta(r)
-	tok, err := bearer(r)
-	if err != nil {
-		s.fail(w, r, m, err)
-		return
-	}
+func (s *Server) listInventory(w http.ResponseWriter, r *http.Request, m broker.Meta, tok string) {
 	q := r.URL.Query()
 	f := store.FindingFilter{Source: q.Get("source"), Rule: q.Get("rule"), Fingerprint: q.Get("fingerprint"),
 		State: store.FindingState(q.Get("state"))}

@@ -85,16 +85,16 @@ func New(o Options) *Server {
 	s.route("POST /oauth2/token", s.token)
 	s.route("GET /.well-known/openid-configuration", s.discovery)
 	s.route("GET /.well-known/jwks.json", s.jwks)
-	s.route("POST /v1/credentials", s.credentials)
-	s.route("GET /v1/leases", s.listLeases)
-	s.route("GET /v1/leases/{id}", s.getLease)
-	s.route("POST /v1/leases/{id}/renew", s.renewLease)
-	s.route("POST /v1/leases/{id}/revoke", s.revokeLease)
-	s.route("POST /v1/leases/revoke", s.revokeMatching)
-	s.route("POST /v1/policy/evaluate", s.evaluate)
-	s.route("GET /v1/audit", s.auditQuery)
-	s.routeLimit("POST /v1/inventory", s.reportInventory, o.MaxInventoryBytes)
-	s.route("GET /v1/inventory", s.listInventory)
+	s.route("POST /v1/credentials", s.authed(s.credentials))
+	s.route("GET /v1/leases", s.authed(s.listLeases))
+	s.route("GET /v1/leases/{id}", s.authed(s.getLease))
+	s.route("POST /v1/leases/{id}/renew", s.authed(s.renewLease))
+	s.route("POST /v1/leases/{id}/revoke", s.authed(s.revokeLease))
+	s.route("POST /v1/leases/revoke", s.authed(s.revokeMatching))
+	s.route("POST /v1/policy/evaluate", s.authed(s.evaluate))
+	s.route("GET /v1/audit", s.authed(s.auditQuery))
+	s.routeLimit("POST /v1/inventory", s.authed(s.reportInventory), o.MaxInventoryBytes)
+	s.route("GET /v1/inventory", s.authed(s.listInventory))
 	s.route("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -120,6 +120,20 @@ func (s *Server) AdminHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), localAdminKey, true)))
 	})
+}
+
+// authed adapts a handler that needs the request's meta and bearer token
+// (which may be empty: the broker decides whether one is required).
+func (s *Server) authed(h func(http.ResponseWriter, *http.Request, broker.Meta, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		m := meta(r)
+		tok, err := bearer(r)
+		if err != nil {
+			s.fail(w, r, m, err)
+			return
+		}
+		h(w, r, m, tok)
+	}
 }
 
 // route registers h with metrics under pattern, its body bounded by

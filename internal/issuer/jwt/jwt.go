@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -200,24 +201,17 @@ type Token struct {
 }
 
 // Mint signs t. The claim layout (sub, stint_provider, stint_kind,
-// stint_attrs, and act nested with the same keys plus the actor's iss) is what the
-// "stint" identity profile reads back.
+// stint_attrs, and act nested with the same keys plus the actor's iss) is
+// what the "stint" identity profile reads back.
 func Mint(s Signer, t Token) (string, error) {
 	if t.ID == "" {
 		t.ID = NewID()
 	}
-	c := principalClaims(t.Subject, false)
-	for k, v := range t.Extra {
-		c[k] = v
-	}
-	c["iss"] = t.Issuer
-	c["aud"] = t.Audience
-	c["iat"] = t.IssuedAt.Unix()
-	c["nbf"] = t.IssuedAt.Unix()
-	c["exp"] = t.Expiry.Unix()
-	c["jti"] = t.ID
-	if t.Scope != "" {
-		c["scope"] = t.Scope
+	c := claimSet{
+		Iss: t.Issuer, Sub: t.Subject.Subject, Aud: t.Audience,
+		Iat: t.IssuedAt.Unix(), Nbf: t.IssuedAt.Unix(), Exp: t.Expiry.Unix(), Jti: t.ID, Scope: t.Scope,
+		Provider: t.Subject.Provider, Kind: t.Subject.Kind, Attrs: t.Subject.Attributes,
+		Act: actorOf(t.Subject.Actor), extra: t.Extra,
 	}
 	typ := t.Type
 	if typ == "" {
@@ -230,24 +224,55 @@ func Mint(s Signer, t Token) (string, error) {
 	return tok, nil
 }
 
-// principalClaims lays out p; the top level's iss is stint's own, an
-// actor's iss is the issuer of the actor's proof.
-func principalClaims(p core.Principal, actor bool) map[string]any {
-	c := map[string]any{
-		"sub":            p.Subject,
-		"stint_provider": p.Provider,
-		"stint_kind":     p.Kind,
+// claimSet is a stint token's claims. A struct, not a map: encoding a map
+// sorts its keys and allocates per entry, on every token signed.
+type claimSet struct {
+	Iss      string         `json:"iss"`
+	Sub      string         `json:"sub"`
+	Aud      string         `json:"aud"`
+	Iat      int64          `json:"iat"`
+	Nbf      int64          `json:"nbf"`
+	Exp      int64          `json:"exp"`
+	Jti      string         `json:"jti"`
+	Scope    string         `json:"scope,omitempty"`
+	Act      *actorClaims   `json:"act,omitempty"`
+	Provider string         `json:"stint_provider"`
+	Kind     string         `json:"stint_kind"`
+	Attrs    map[string]any `json:"stint_attrs,omitempty"`
+	// extra are the role's templated claims; New keeps them off the names above.
+	extra map[string]any
+}
+
+// MarshalJSON appends the extra claims to the fixed ones.
+func (c claimSet) MarshalJSON() ([]byte, error) {
+	type plain claimSet
+	b, err := json.Marshal(plain(c))
+	if err != nil || len(c.extra) == 0 {
+		return b, err
 	}
-	if actor && p.Issuer != "" {
-		c["iss"] = p.Issuer
+	x, err := json.Marshal(c.extra)
+	if err != nil {
+		return nil, err
 	}
-	if len(p.Attributes) > 0 {
-		c["stint_attrs"] = p.Attributes
+	// Both are objects: join "{…}" and "{…}" into one.
+	return append(append(b[:len(b)-1], ','), x[1:]...), nil
+}
+
+// actorClaims is an RFC 8693 act claim; its iss is the actor's proof issuer.
+type actorClaims struct {
+	Sub      string         `json:"sub"`
+	Iss      string         `json:"iss,omitempty"`
+	Provider string         `json:"stint_provider"`
+	Kind     string         `json:"stint_kind"`
+	Attrs    map[string]any `json:"stint_attrs,omitempty"`
+	Act      *actorClaims   `json:"act,omitempty"`
+}
+
+func actorOf(p *core.Principal) *actorClaims {
+	if p == nil {
+		return nil
 	}
-	if p.Actor != nil {
-		c["act"] = principalClaims(*p.Actor, true)
-	}
-	return c
+	return &actorClaims{Sub: p.Subject, Iss: p.Issuer, Provider: p.Provider, Kind: p.Kind, Attrs: p.Attributes, Act: actorOf(p.Actor)}
 }
 
 // NewID returns a random 128-bit identifier in hex.
