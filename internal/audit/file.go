@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // FileOptions configures a FileSink.
@@ -116,6 +117,18 @@ func (s *FileSink) Close() error {
 }
 
 // TornTailError reports a last line without its newline: a write cut short.
+// CommitDelay lets a busy durable file sink gather more events per fsync:
+// at thousands of events per second, fsyncs back to back cost more CPU than
+// the 250 µs this adds to a commit.
+func (s *FileSink) CommitDelay() time.Duration {
+	if s.opts.DisableFsync {
+		return 0
+	}
+	return 250 * time.Microsecond
+}
+
+var _ Committer = (*FileSink)(nil)
+
 // LastEvent returns it together with the last complete event.
 type TornTailError struct {
 	Path   string

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 const defaultQueueSize = 16384
@@ -35,13 +36,33 @@ type queue struct {
 
 	dropped  atomic.Uint64 // events dropped because the queue was full
 	failures atomic.Uint64 // failed Write calls
+
+	// delay is the sink's commit delay (see Committer); lastWrite is when
+	// its last Write ended, to tell a busy sink from an idle one.
+	delay     time.Duration
+	lastWrite time.Time
 }
+
+// Committer is implemented by sinks whose Write ends in a costly commit
+// (an fsync). When such a sink is busy — its previous Write ended less
+// than busyWindow ago — the writer waits CommitDelay before taking the
+// pending events, so that one commit carries more of them (PostgreSQL's
+// commit_delay). An idle sink commits at once.
+type Committer interface {
+	CommitDelay() time.Duration
+}
+
+// busyWindow is how recent the last commit must be for a sink to count as busy.
+const busyWindow = 2 * time.Millisecond
 
 func newQueue(sc SinkConfig, logger *slog.Logger, label string) *queue {
 	q := &queue{sink: sc.Sink, required: sc.Required, filter: sc.Filter, max: sc.QueueSize,
 		logger: logger, label: label, stopped: make(chan struct{}), room: make(chan struct{})}
 	if q.max <= 0 {
 		q.max = defaultQueueSize
+	}
+	if c, ok := sc.Sink.(Committer); ok {
+		q.delay = c.CommitDelay()
 	}
 	q.notEmpty.L = &q.mu
 	return q
@@ -109,6 +130,11 @@ func (q *queue) run() {
 			q.mu.Unlock()
 			return
 		}
+		if q.delay > 0 && !q.closed && time.Since(q.lastWrite) < busyWindow {
+			q.mu.Unlock()
+			time.Sleep(q.delay)
+			q.mu.Lock()
+		}
 		evs, b := q.pending, q.cur
 		q.pending, q.cur = nil, nil
 		close(q.room)
@@ -116,6 +142,7 @@ func (q *queue) run() {
 		q.mu.Unlock()
 
 		err := q.sink.Write(context.Background(), evs)
+		q.lastWrite = time.Now()
 		if err != nil {
 			q.failures.Add(1)
 			q.logger.Error("audit: sink write failed", "sink", q.sink.Name(),
