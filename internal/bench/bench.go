@@ -56,6 +56,8 @@ type Options struct {
 	Concurrency int
 	Duration    time.Duration
 	Warmup      time.Duration
+	// MaxRequests ends the run after this many successful requests (0: none).
+	MaxRequests int64
 }
 
 // Request makes one request; it returns an error for a failed one.
@@ -75,13 +77,13 @@ func Run(ctx context.Context, name string, o Options, req Request) Result {
 	defer tr.CloseIdleConnections()
 	if o.Warmup > 0 {
 		wctx, cancel := context.WithTimeout(ctx, o.Warmup)
-		run(wctx, o.Concurrency, c, req)
+		run(wctx, o.Concurrency, 0, c, req)
 		cancel()
 	}
 	rctx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
 	start := time.Now()
-	lat, errs, first := run(rctx, o.Concurrency, c, req)
+	lat, errs, first := run(rctx, o.Concurrency, o.MaxRequests, c, req)
 	el := time.Since(start)
 	res := Result{Name: name, Requests: int64(len(lat)), Errors: errs, Duration: el, Concurrency: o.Concurrency, FirstError: first}
 	if len(lat) > 0 {
@@ -94,9 +96,9 @@ func Run(ctx context.Context, name string, o Options, req Request) Result {
 	return res
 }
 
-func run(ctx context.Context, n int, c *http.Client, req Request) ([]time.Duration, int64, string) {
+func run(ctx context.Context, n int, maxOK int64, c *http.Client, req Request) ([]time.Duration, int64, string) {
 	var wg sync.WaitGroup
-	var errs atomic.Int64
+	var errs, ok atomic.Int64
 	var firstMu sync.Mutex
 	first := ""
 	lats := make([][]time.Duration, n)
@@ -106,6 +108,9 @@ func run(ctx context.Context, n int, c *http.Client, req Request) ([]time.Durati
 			defer wg.Done()
 			local := make([]time.Duration, 0, 1<<14)
 			for ctx.Err() == nil {
+				if maxOK > 0 && ok.Add(1) > maxOK {
+					break
+				}
 				t := time.Now()
 				err := req(ctx, c)
 				d := time.Since(t)
