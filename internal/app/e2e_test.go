@@ -536,3 +536,25 @@ func TestDiscoveryAndHealth(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// A delegated token (sub=human, act=workload) presented as actor_token must
+// not turn the workload into the human (RFC 8693 roles swapped), and a
+// principal cannot act for itself.
+func TestExchangeRefusesDelegatedOrSelfActor(t *testing.T) {
+	e := newEnv(t)
+	agent := e.workload("agents", "support-bot")
+	jwtType := "urn:ietf:params:oauth:token-type:jwt"
+	code, res := e.exchange(url.Values{"subject_token": {e.human("alice", "stint-admins")}, "actor_token": {agent}, "actor_token_type": {jwtType}})
+	if code != 200 {
+		t.Fatalf("%d %v", code, res)
+	}
+	delegated := res["access_token"].(string)
+	code, res = e.exchange(url.Values{"subject_token": {agent}, "actor_token": {delegated}, "actor_token_type": {jwtType}})
+	if code != 400 || !strings.Contains(res["error_description"].(string), "own token") {
+		t.Fatalf("delegated actor token: %d %v", code, res)
+	}
+	code, res = e.exchange(url.Values{"subject_token": {agent}, "actor_token": {agent}, "actor_token_type": {jwtType}})
+	if code != 400 {
+		t.Fatalf("self as actor: %d %v", code, res)
+	}
+}

@@ -94,6 +94,12 @@ func (b *Broker) issueCredential(ctx context.Context, r CredentialRequest) (Cred
 		return fail(core.E(core.KindInvalid, "invalid_target", "unknown role "+quote(r.Role)+" on target "+t.Name, nil))
 	}
 	req := map[string]any{"target": g.Target, "role": g.Role, "ttl": int64(r.TTL / time.Second)}
+	// What the caller asks to be put in the credential is policy's to see.
+	for _, k := range []string{"scope", "principals", "dns_names", "public_key", "csr"} {
+		if v, ok := r.Params[k]; ok {
+			req[k] = v
+		}
+	}
 	d, err := b.decide(id, human, g, req)
 	events = append(events, d.event(r.Meta, b, &id, human, g))
 	if err != nil {

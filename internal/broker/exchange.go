@@ -87,6 +87,16 @@ func (b *Broker) exchange(ctx context.Context, r ExchangeRequest) (ExchangeResul
 		if err != nil {
 			return ExchangeResult{}, err
 		}
+		// The actor proves itself with its own token. A delegated token as
+		// actor would swap the roles: sub=H,act=W presented as actor by W
+		// would yield a token naming W as subject and H as actor, i.e. H
+		// acting — W would then hold H's identity.
+		if act.Actor != nil {
+			return ExchangeResult{}, core.Invalid("actor_token must be the actor's own token, not a delegated one")
+		}
+		if act.Provider == subject.Provider && act.Subject == subject.Subject {
+			return ExchangeResult{}, core.Invalid("actor_token and subject_token name the same principal")
+		}
 		events = append(events, b.authSuccess(r.Meta, act))
 		// The new actor acts now; earlier actors of the subject token stay nested under it.
 		act.Actor = subject.Actor
