@@ -505,7 +505,7 @@ func (s *HTTPSink) post(lines [][]byte) error {
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return err
+		return redactURLError(err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
@@ -516,3 +516,19 @@ func (s *HTTPSink) post(lines [][]byte) error {
 }
 
 var _ Sink = (*HTTPSink)(nil)
+
+// redactURLError drops the query and user info from the URL a transport
+// error names: collectors take API keys there (dd-api-key=…), and the
+// error is logged on every retry.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	u, perr := url.Parse(ue.URL)
+	if perr != nil {
+		return fmt.Errorf("audit: http sink: %s: %w", ue.Op, ue.Err)
+	}
+	u.RawQuery, u.User, u.Fragment = "", nil, ""
+	return &url.Error{Op: ue.Op, URL: u.String(), Err: ue.Err}
+}

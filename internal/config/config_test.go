@@ -134,6 +134,8 @@ func TestValidateRejects(t *testing.T) {
 		{"file sink without path", "audit:\n  sinks: [{type: file}]\n", "path: required"},
 		{"list where mapping", "server: [1, 2]\n", "want a mapping"},
 		{"negative duration", "server: {session_ttl: -5m}\n", "negative"},
+		{"reserved provider name", "identity_providers:\n  - {name: unix-socket, type: oidc, issuer: https://x}\n", "reserved"},
+		{"role audience is the issuer", "server: {issuer_url: https://stint.example}\ntargets:\n  - name: aws\n    type: aws-sts\n    roles: {r: {kind: web_identity, role_arn: 'arn:aws:iam::123456789012:role/x', audience: https://stint.example}}\n", "must differ from server.issuer_url"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

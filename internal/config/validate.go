@@ -73,6 +73,12 @@ func (c *Config) Validate() error {
 	for i, p := range c.IdentityProviders {
 		path := fmt.Sprintf("identity_providers[%d]", i)
 		checkName(p.Name, path+".name", seen, add)
+		switch p.Name {
+		case "stint", "local", "unix-socket":
+			// Principals of these providers are made by stint itself (its
+			// session tokens, the admin socket, proxy socket peers).
+			add(path+".name", "%q is reserved for stint's own principals", p.Name)
+		}
 		if p.Type == "" {
 			add(path+".type", "required")
 		}
@@ -104,6 +110,9 @@ func (c *Config) Validate() error {
 		if t.Type == "" {
 			add(path+".type", "required")
 		}
+		if t.HTTP.Audience != "" && t.HTTP.Audience == c.Server.IssuerURL {
+			add(path+".audience", "must differ from server.issuer_url (that audience is the stint session token)")
+		}
 		if len(t.Roles) == 0 {
 			add(path+".roles", "at least one role is required")
 		}
@@ -134,6 +143,10 @@ func (c *Config) Validate() error {
 			if !namePattern.MatchString(name) {
 				add(rp, "role name must match %s", namePattern)
 			}
+			// A stint-signed token for this audience would be a session token.
+			if r.Audience != "" && r.Audience == c.Server.IssuerURL {
+				add(rp+".audience", "must differ from server.issuer_url (that audience is the stint session token)")
+			}
 			switch {
 			case t.Type == "jwt":
 				if r.Audience == "" {
@@ -142,9 +155,6 @@ func (c *Config) Validate() error {
 					add(rp+".audience", "audience %q is already used by %s", r.Audience, prev)
 				} else {
 					audiences[r.Audience] = t.Name + "/" + name
-				}
-				if r.Audience == c.Server.IssuerURL {
-					add(rp+".audience", "must differ from server.issuer_url (that audience is the stint session token)")
 				}
 			case isSQL(t.Type):
 				if strings.TrimSpace(r.Creation) == "" {
