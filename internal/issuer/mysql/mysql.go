@@ -261,7 +261,7 @@ func (is *Issuer) Issue(ctx context.Context, req issuer.Request) (issuer.Result,
 		return issuer.Result{}, core.E(core.KindInvalid, "", fmt.Sprintf("target %s role %s: creation statements: %v", is.cfg.Name, req.Role, err), err)
 	}
 	if err := is.exec(ctx, stmts); err != nil {
-		return issuer.Result{}, fmt.Errorf("mysql: target %s: create user %s: %w", is.cfg.Name, name, err)
+		return issuer.Result{}, fmt.Errorf("mysql: target %s: create user %s: %w", is.cfg.Name, name, sqltmpl.Redact(err, pw))
 	}
 	in, _ := json.Marshal(internal{Name: name})
 	return issuer.Result{Credential: is.credential(name, pw), Internal: in, Renewable: true}, nil

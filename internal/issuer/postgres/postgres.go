@@ -222,7 +222,7 @@ func (is *Issuer) Issue(ctx context.Context, req issuer.Request) (issuer.Result,
 	// One simple-protocol query: PostgreSQL runs the statements in one
 	// implicit transaction, so a failure leaves no half-made role.
 	if _, err := is.pool.Exec(ctx, script+"\n;\n"+comment); err != nil {
-		return issuer.Result{}, fmt.Errorf("postgres: target %s: create role %s: %w", is.cfg.Name, name, err)
+		return issuer.Result{}, fmt.Errorf("postgres: target %s: create role %s: %w", is.cfg.Name, name, sqltmpl.Redact(err, pw))
 	}
 	in, _ := json.Marshal(internal{Name: name})
 	return issuer.Result{

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"regexp"
 	"sort"
 	"strings"
 	"text/template"
@@ -72,7 +73,13 @@ type Data struct {
 type Template struct {
 	t       *template.Template
 	dialect Dialect
+	// dollar is set when the text has a PostgreSQL dollar quote ($$ or
+	// $tag$): no escaping works inside one, so no attribute may hold a '$'.
+	dollar bool
 }
+
+// dollarQuote matches a PostgreSQL dollar-quote delimiter.
+var dollarQuote = regexp.MustCompile(`\$[A-Za-z_]*\$`)
 
 // Parse compiles a statement template for a dialect. A reference to a
 // missing key is an error at execution (missingkey=error), never an empty
@@ -86,7 +93,7 @@ func Parse(name, text string, d Dialect) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqltmpl: parse %s: %w", name, err)
 	}
-	return &Template{t: t, dialect: d}, nil
+	return &Template{t: t, dialect: d, dollar: d == Postgres && dollarQuote.MatchString(text)}, nil
 }
 
 // Execute renders the template. Errors are safe to show: they name the
@@ -100,6 +107,15 @@ func (t *Template) Execute(d Data) (string, error) {
 	}
 	if err := checkSafe("lease id", d.LeaseID); err != nil {
 		return "", err
+	}
+	if t.dollar {
+		for _, m := range []map[string]Value{d.Principal, d.Human} {
+			for k, v := range m {
+				if strings.Contains(v.s, "$") {
+					return "", fmt.Errorf("sqltmpl: attribute %q contains '$', which cannot be made safe in a template with a dollar-quoted body", k)
+				}
+			}
+		}
 	}
 	var b bytes.Buffer
 	if err := t.t.Execute(&b, d); err != nil {
