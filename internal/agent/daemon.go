@@ -409,7 +409,9 @@ func (d *Daemon) runCommand(ctx context.Context, s *slot, log *slog.Logger) {
 	cmd.Env = append(os.Environ(), "STINT_CREDENTIAL="+s.cfg.Name)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		log.Warn("command after change failed", "command", s.cfg.Command[0], "err", err, "output", snippet(out))
+		// The output is not logged: reload scripts often echo the
+		// credential they just read.
+		log.Warn("command after change failed", "command", s.cfg.Command[0], "err", err, "output_bytes", len(out))
 		return
 	}
 	log.Info("command after change ran", "command", s.cfg.Command[0])

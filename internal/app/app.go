@@ -380,8 +380,8 @@ func (l leaseAdapter) Issue(ctx context.Context, r broker.LeaseRequest) (core.Le
 		Principal: r.Principal, Human: r.Human, TTL: r.TTL, MaxTTL: r.MaxTTL, Params: r.Params, Preceding: r.Preceding,
 	})
 }
-func (l leaseAdapter) Renew(ctx context.Context, id string, ttl time.Duration) (core.Lease, error) {
-	return l.m.Renew(ctx, id, ttl, core.Principal{})
+func (l leaseAdapter) Renew(ctx context.Context, id string, ttl time.Duration, by core.Principal) (core.Lease, error) {
+	return l.m.Renew(ctx, id, ttl, by)
 }
 func (l leaseAdapter) Revoke(ctx context.Context, id string) (core.Lease, error) {
 	return l.m.Revoke(ctx, id)

@@ -14,7 +14,8 @@ import (
 // adapted in app).
 type Leases interface {
 	Issue(ctx context.Context, r LeaseRequest) (core.Lease, core.Credential, error)
-	Renew(ctx context.Context, id string, ttl time.Duration) (core.Lease, error)
+	// Renew extends a lease; by is the caller, named in the audit event.
+	Renew(ctx context.Context, id string, ttl time.Duration, by core.Principal) (core.Lease, error)
 	Revoke(ctx context.Context, id string) (core.Lease, error)
 	ForceRevoke(ctx context.Context, id string) (core.Lease, error)
 	RevokeMatching(ctx context.Context, f store.LeaseFilter) (int, error)

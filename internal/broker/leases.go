@@ -68,10 +68,11 @@ func (b *Broker) GetLease(ctx context.Context, a LeaseAction) (core.Lease, error
 
 // RenewLease extends a lease within its max TTL.
 func (b *Broker) RenewLease(ctx context.Context, a LeaseAction) (core.Lease, error) {
-	if _, _, _, _, err := b.leaseFor(ctx, a); err != nil {
+	_, id, _, _, err := b.leaseFor(ctx, a)
+	if err != nil {
 		return core.Lease{}, err
 	}
-	return b.o.Leases.Renew(ctx, a.LeaseID, a.TTL)
+	return b.o.Leases.Renew(ctx, a.LeaseID, a.TTL, id)
 }
 
 // RevokeLease revokes a lease now; revoking a revoked lease succeeds.

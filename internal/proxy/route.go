@@ -56,8 +56,11 @@ func CleanPath(escaped string) (string, error) {
 	}
 	segs := strings.Split(p[1:], "/")
 	for i, s := range segs {
+		// Servlet containers drop ";params" from a segment before resolving
+		// dots, so "..;x" is ".." upstream: judge the segment without them.
+		bare, _, _ := strings.Cut(s, ";")
 		switch {
-		case s == "." || s == "..":
+		case bare == "." || bare == "..":
 			return "", fmt.Errorf("%w: dot segment", ErrBadPath)
 		case s == "" && i != len(segs)-1:
 			return "", fmt.Errorf("%w: empty segment", ErrBadPath)

@@ -39,6 +39,9 @@ func TestCleanPath(t *testing.T) {
 		{"/v1/%zz", "", false},
 		{"/v1/x#frag", "", false},
 		{"/..", "", false},
+		{"/public/..;/admin", "", false},
+		{"/public/.;x/admin", "", false},
+		{"/v1/a;b/c", "/v1/a;b/c", true},
 	}
 	for _, c := range cases {
 		got, err := CleanPath(c.in)
