@@ -453,6 +453,9 @@ func (r role) render(p core.Principal, h *core.Principal, td spiffeid.TrustDomai
 // allowsDNS reports whether name is on the role's allow-list.
 func (r role) allowsDNS(name string) bool {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if !validHostname(name) {
+		return false // wildcards, empty labels and odd bytes are never issued
+	}
 	for _, p := range r.DNSNames {
 		p = strings.ToLower(p)
 		if suffix, ok := strings.CutPrefix(p, "*."); ok {
@@ -467,6 +470,26 @@ func (r role) allowsDNS(name string) bool {
 		}
 	}
 	return false
+}
+
+// validHostname reports whether name is a plain DNS host name: labels of
+// letters, digits and inner hyphens, 1–63 bytes each, 253 in all.
+func validHostname(name string) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(name, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Revoke always succeeds: the certificate expires on its own within the
