@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -326,15 +327,22 @@ func (j *JWT) Kind() string { return "jwt" }
 // Credential returns a cached token for this caller or mints one.
 func (j *JWT) Credential(_ context.Context, id core.Principal, human *core.Principal) (string, error) {
 	now := j.c.Now()
-	key := id.Provider + "\x00" + id.Subject
 	subject := id
 	if human != nil {
-		key += "\x00" + human.Provider + "\x00" + human.Subject
 		h := *human
 		w := id
 		h.Actor = &w
 		subject = h
 	}
+	// The token restates the whole principal (attributes, actor chain),
+	// and many callers share a subject (pods of one service account, jobs
+	// of one repository): key on everything the token says.
+	b, err := json.Marshal(subject)
+	if err != nil {
+		return "", fmt.Errorf("proxy: describe caller: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	key := string(sum[:])
 	j.mu.Lock()
 	m, ok := j.cache[key]
 	j.mu.Unlock()
@@ -351,7 +359,13 @@ func (j *JWT) Credential(_ context.Context, id core.Principal, human *core.Princ
 	if len(j.cache) >= maxKeys {
 		clear(j.cache)
 	}
-	j.cache[key] = minted{tok: tok, until: now.Add(j.c.TTL / 2)}
+	until := now.Add(j.c.TTL / 2)
+	for _, p := range []*core.Principal{&id, human} {
+		if p != nil && !p.ExpiresAt.IsZero() && p.ExpiresAt.Before(until) {
+			until = p.ExpiresAt // never serve a token past the caller's own proof
+		}
+	}
+	j.cache[key] = minted{tok: tok, until: until}
 	j.mu.Unlock()
 	return tok, nil
 }
