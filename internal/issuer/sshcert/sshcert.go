@@ -88,7 +88,16 @@ type Issuer struct {
 
 	mu sync.Mutex
 	ca ssh.Signer // cached after the first successful load
+
+	// The KRL is public and unauthenticated: build it at most every
+	// krlMaxAge, so a flood of requests costs one lease listing.
+	krlMu   sync.Mutex
+	krl     []byte
+	krlWhen time.Time
 }
+
+// krlMaxAge bounds how stale a served KRL may be.
+const krlMaxAge = 5 * time.Second
 
 type role struct {
 	RoleConfig
@@ -417,11 +426,32 @@ func validPrincipal(s string) bool {
 
 // Revoke always succeeds: a certificate cannot be recalled, and the lease,
 // now revoked, is what puts its serial in the KRL.
-func (is *Issuer) Revoke(context.Context, issuer.RevokeRequest) error { return nil }
+func (is *Issuer) Revoke(context.Context, issuer.RevokeRequest) error {
+	// The lease is marked revoked after this returns; drop the cached KRL
+	// so the next request lists it (other replicas within krlMaxAge).
+	is.krlMu.Lock()
+	is.krl = nil
+	is.krlMu.Unlock()
+	return nil
+}
 
 // KRL builds the key revocation list of every revoked, unexpired
 // certificate of this target.
 func (is *Issuer) KRL(ctx context.Context) ([]byte, error) {
+	is.krlMu.Lock()
+	defer is.krlMu.Unlock()
+	if is.krl != nil && is.cfg.Now().Sub(is.krlWhen) < krlMaxAge {
+		return is.krl, nil
+	}
+	b, err := is.buildKRL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	is.krl, is.krlWhen = b, is.cfg.Now()
+	return b, nil
+}
+
+func (is *Issuer) buildKRL(ctx context.Context) ([]byte, error) {
 	ca, err := is.CA(ctx)
 	if err != nil {
 		return nil, err
