@@ -442,7 +442,12 @@ func (t *target) headers(hdr http.Header) map[string]any {
 // policyBody reads a JSON body of at most BodyMaxBytes into req["body"] and
 // returns the reader to forward: the bytes read, then the rest unread, so
 // large uploads stream and small ones are sent exactly as received.
+//
+// req["body_inspected"] says whether policy saw the body, so a rule can
+// refuse what it could not inspect (`request.body_inspected && …`)
+// instead of letting `has(request.body)` guards pass an uninspected body.
 func (t *target) policyBody(r *http.Request, req map[string]any) (io.Reader, error) {
+	req["body_inspected"] = false
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return http.NoBody, nil
 	}
@@ -459,6 +464,7 @@ func (t *target) policyBody(r *http.Request, req map[string]any) (io.Reader, err
 	var v any
 	if json.Unmarshal(buf, &v) == nil {
 		req["body"] = v
+		req["body_inspected"] = true
 	}
 	return bytes.NewReader(buf), nil
 }
