@@ -30,12 +30,15 @@ type Renewer interface {
 	Renew(ctx context.Context, req RenewRequest) error
 }
 
-// Local is implemented by issuers whose Issue touches no external system:
-// they only sign (jwt, ssh, x509). The lease manager then records the lease
-// once, already active, after Issue: a credential that was never returned
-// needs no revocation, so the pending phase would only cost a durable write.
-type Local interface {
-	IssuesLocally()
+// NoCleanup is implemented by issuers whose credentials need no cleanup
+// when they were never handed out: they only sign (jwt, ssh, x509), or mint
+// credentials that cannot be recalled and expire on their own (aws-sts).
+// The lease manager then records the lease once, already active, after
+// Issue: the pending phase exists to remove what a crash left behind in a
+// target, and there is nothing to remove, so it would only cost a durable
+// write.
+type NoCleanup interface {
+	NeedsNoCleanup()
 }
 
 // Request asks for one credential.

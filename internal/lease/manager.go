@@ -108,7 +108,7 @@ func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.C
 		l.Human = r.Human.Subject
 	}
 	ev.Details = map[string]any{"ttl": ttl.String()}
-	if _, local := is.(issuer.Local); local {
+	if _, local := is.(issuer.NoCleanup); local {
 		return m.issueLocal(ctx, is, r, l, ev, fail)
 	}
 	if err := m.create(ctx, l); err != nil {
@@ -174,10 +174,11 @@ func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.C
 	return act, res.Credential, nil
 }
 
-// issueLocal issues from an issuer that only signs (issuer.Local): it
-// signs first and records the lease once, already active. A credential
-// whose lease could not be recorded is never returned, so it needs no
-// revocation, and the pending phase would only cost a durable write.
+// issueLocal issues from an issuer whose credentials need no cleanup
+// (issuer.NoCleanup): it issues first and records the lease once, already
+// active. A credential whose lease could not be recorded is never
+// returned, so it needs no revocation, and the pending phase would only
+// cost a durable write.
 func (m *Manager) issueLocal(ctx context.Context, is issuer.Issuer, r IssueRequest, l core.Lease, ev audit.Event,
 	fail func(core.Lease, string, *core.Error) (core.Lease, core.Credential, error)) (core.Lease, core.Credential, error) {
 	ictx, cancel := context.WithTimeout(ctx, m.o.IssueTimeout)

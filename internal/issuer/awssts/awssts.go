@@ -531,3 +531,11 @@ func TagText(s string, min, max int) bool {
 	}
 	return n >= min && utf8.ValidString(s)
 }
+
+// NeedsNoCleanup marks STS credentials as needing no cleanup
+// (issuer.NoCleanup): they cannot be recalled and expire on their own, so
+// a crash between AssumeRole and recording the lease leaves nothing to
+// revoke — the caller never received them.
+func (is *Issuer) NeedsNoCleanup() {}
+
+var _ issuer.NoCleanup = (*Issuer)(nil)

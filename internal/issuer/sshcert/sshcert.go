@@ -476,7 +476,7 @@ func (is *Issuer) buildKRL(ctx context.Context) ([]byte, error) {
 
 var _ issuer.Issuer = (*Issuer)(nil)
 
-// IssuesLocally marks the issuer as signing only (issuer.Local).
-func (i *Issuer) IssuesLocally() {}
+// NeedsNoCleanup marks the issuer as signing only (issuer.NoCleanup).
+func (i *Issuer) NeedsNoCleanup() {}
 
-var _ issuer.Local = (*Issuer)(nil)
+var _ issuer.NoCleanup = (*Issuer)(nil)
