@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -163,14 +164,28 @@ func newAuditCmd() *cobra.Command {
 	var cfgFile string
 	var requireCheckpoint bool
 	verify := &cobra.Command{
-		Use: "verify FILE", Short: "Check the hash chain (and, with --config, the signed checkpoints); print the first bad sequence number",
-		Args: cobra.ExactArgs(1),
+		Use: "verify FILE…", Short: "Check the hash chain (and, with --config, the signed checkpoints); print the first bad sequence number",
+		Long: "Files are read as one record, in the order given. Given one file, its rotated segments (FILE.<time>) are read before it.",
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := os.Open(args[0])
-			if err != nil {
-				return err
+			files := args
+			if len(args) == 1 {
+				segs, err := audit.Segments(args[0])
+				if err != nil {
+					return err
+				}
+				files = segs
 			}
-			defer f.Close()
+			var readers []io.Reader
+			for _, name := range files {
+				f, err := os.Open(name)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				readers = append(readers, f)
+			}
+			f := io.MultiReader(readers...)
 			var o audit.VerifyOptions
 			o.RequireCheckpoint = requireCheckpoint
 			if cfgFile != "" {

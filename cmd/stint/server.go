@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -68,6 +70,24 @@ func serve(ctx context.Context, cfg *config.Config, onReady func(addr string)) e
 		return err
 	}
 	defer a.Close()
+	// SIGHUP reopens the audit files, after logrotate renamed them.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := a.ReopenAudit(); err != nil {
+					log.Error("reopen audit files", "err", err)
+				} else {
+					log.Info("audit files reopened")
+				}
+			}
+		}
+	}()
 	return a.Run(ctx, func(addr string) {
 		log.Info("stint ready", "addr", addr, "issuer", cfg.Server.IssuerURL, "startup_ms", time.Since(start).Milliseconds())
 		if onReady != nil {

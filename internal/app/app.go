@@ -117,6 +117,18 @@ type App struct {
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 	closers  []func() error
+	// auditFiles are reopened on SIGHUP (ReopenAudit).
+	auditFiles []*audit.FileSink
+}
+
+// ReopenAudit reopens every audit file sink, after an external rotation
+// renamed the files (logrotate's postrotate sends SIGHUP).
+func (a *App) ReopenAudit() error {
+	var errs []error
+	for _, f := range a.auditFiles {
+		errs = append(errs, f.Reopen())
+	}
+	return errors.Join(errs...)
 }
 
 // New wires an App from a checked config. It opens the store, the KEK and
@@ -158,7 +170,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *App, err error)
 	}
 	a.closers = append(a.closers, func() error { a.Keys.Close(); return nil })
 
-	if a.Audit, err = openAudit(ctx, cfg, a.Keys, o, a.Registry); err != nil {
+	if a.Audit, a.auditFiles, err = openAudit(ctx, cfg, a.Keys, o, a.Registry); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, a.Audit.Close)
@@ -279,28 +291,32 @@ func OpenStore(ctx context.Context, url string) (store.Store, error) {
 	return st, nil
 }
 
-func openAudit(ctx context.Context, cfg *config.Config, km *keys.Manager, o Options, reg prometheus.Registerer) (*audit.Log, error) {
+func openAudit(ctx context.Context, cfg *config.Config, km *keys.Manager, o Options, reg prometheus.Registerer) (*audit.Log, []*audit.FileSink, error) {
+	var files []*audit.FileSink
 	fp, err := km.Secret(ctx, "audit-fingerprint")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	signer, err := km.Signer(ctx, "audit-checkpoint", "ed25519")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ck, _ := signer.(ed25519.PrivateKey)
 	var sinks []audit.SinkConfig
 	var resume *audit.Event
 	for i, s := range cfg.Audit.Sinks {
 		sk, err := sinkTypes[s.Type](s, o.Logger)
+		if fs, ok := sk.(*audit.FileSink); ok {
+			files = append(files, fs)
+		}
 		if err != nil {
-			return nil, cfg.Errorf(fmt.Sprintf("audit.sinks[%d]", i), "%v", err)
+			return nil, nil, cfg.Errorf(fmt.Sprintf("audit.sinks[%d]", i), "%v", err)
 		}
 		if s.Type == "file" && resume == nil && len(s.Types) == 0 && len(s.Outcomes) == 0 {
-			if resume, err = audit.LastEvent(s.Path); err != nil {
+			if resume, err = audit.LastEventOfRecord(s.Path); err != nil {
 				var torn *audit.TornTailError
 				if !errors.As(err, &torn) {
-					return nil, fmt.Errorf("audit: resume %s: %w", s.Path, err)
+					return nil, nil, fmt.Errorf("audit: resume %s: %w", s.Path, err)
 				}
 				o.Logger.Warn("audit file had a torn last line; it was ignored", "path", s.Path)
 			}
@@ -311,7 +327,8 @@ func openAudit(ctx context.Context, cfg *config.Config, km *keys.Manager, o Opti
 		}
 		sinks = append(sinks, sc)
 	}
-	return audit.NewLog(audit.Options{Sinks: sinks, Now: o.Now, Resume: resume, Logger: o.Logger, FingerprintKey: fp, CheckpointKey: ck, Registerer: reg})
+	l, err := audit.NewLog(audit.Options{Sinks: sinks, Now: o.Now, Resume: resume, Logger: o.Logger, FingerprintKey: fp, CheckpointKey: ck, Registerer: reg})
+	return l, files, err
 }
 
 func buildIdentities(ctx context.Context, cfg *config.Config, d deps, km *keys.Manager) (*identity.Router, error) {

@@ -178,7 +178,7 @@ func secretRef(file, env string) (string, error) {
 }
 
 func fileSink(s config.Sink, logger *slog.Logger) (audit.Sink, error) {
-	return audit.NewFileSink(s.Path, audit.FileOptions{DisableFsync: s.Fsync != nil && !*s.Fsync, Logger: logger})
+	return audit.NewFileSink(s.Path, audit.FileOptions{DisableFsync: s.Fsync != nil && !*s.Fsync, Logger: logger, MaxBytes: s.MaxBytes})
 }
 
 func syslogSink(s config.Sink, _ *slog.Logger) (audit.Sink, error) {

@@ -22,6 +22,10 @@ type FileOptions struct {
 	DisableFsync bool
 	// Logger receives the torn-tail repair notice; nil means slog.Default().
 	Logger *slog.Logger
+	// MaxBytes rotates the file before a batch would grow it past this
+	// size (0: never): the file is renamed to PATH.<UTC time> and a new one
+	// started. The hash chain continues across the segments.
+	MaxBytes int64
 }
 
 // FileSink appends events as JSON lines (the canonical form, see chain.go)
@@ -76,6 +80,11 @@ func (s *FileSink) Write(_ context.Context, events []Event) error {
 		return errors.New("audit: file sink is closed")
 	}
 	s.buf = s.buf[:0]
+	defer func() {
+		if cap(s.buf) > 1<<20 {
+			s.buf = nil // do not pin a burst's buffer forever
+		}
+	}()
 	for i := range events {
 		b, err := lineOf(&events[i])
 		if err != nil {
@@ -83,6 +92,11 @@ func (s *FileSink) Write(_ context.Context, events []Event) error {
 		}
 		s.buf = append(s.buf, b...)
 		s.buf = append(s.buf, '\n')
+	}
+	if s.opts.MaxBytes > 0 && s.size > 0 && s.size+int64(len(s.buf)) > s.opts.MaxBytes {
+		if err := s.rotateLocked(); err != nil {
+			return err
+		}
 	}
 	if _, err := s.f.Write(s.buf); err != nil {
 		// Leave no partial line behind for the next batch to glue onto.
@@ -95,9 +109,6 @@ func (s *FileSink) Write(_ context.Context, events []Event) error {
 		}
 	}
 	s.size += int64(len(s.buf))
-	if cap(s.buf) > 1<<20 {
-		s.buf = nil // do not pin a burst's buffer forever
-	}
 	return nil
 }
 
@@ -116,7 +127,6 @@ func (s *FileSink) Close() error {
 	return nil
 }
 
-// TornTailError reports a last line without its newline: a write cut short.
 // CommitDelay lets a busy durable file sink gather more events per fsync:
 // at thousands of events per second, fsyncs back to back cost more CPU than
 // the 250 µs this adds to a commit.
@@ -129,6 +139,7 @@ func (s *FileSink) CommitDelay() time.Duration {
 
 var _ Committer = (*FileSink)(nil)
 
+// TornTailError reports a last line without its newline: a write cut short.
 // LastEvent returns it together with the last complete event.
 type TornTailError struct {
 	Path   string

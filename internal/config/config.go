@@ -141,6 +141,9 @@ type Sink struct {
 	// file: path; Fsync makes it durable (group commit), default true.
 	Path  string `yaml:"path"`
 	Fsync *bool  `yaml:"fsync"`
+	// MaxBytes rotates the file at this size (0: never); SIGHUP reopens it
+	// after an external rotation.
+	MaxBytes int64 `yaml:"max_bytes"`
 	// syslog: address as udp://host:port, tcp://host:port or tls://host:port.
 	Address string `yaml:"address"`
 	// CAFile verifies the syslog TLS server (default: system roots).

@@ -188,6 +188,9 @@ func (c *Config) Validate() error {
 			if k.Path == "" {
 				add(path+".path", "required for a file sink")
 			}
+			if k.MaxBytes < 0 || (k.MaxBytes > 0 && k.MaxBytes < 64<<10) {
+				add(path+".max_bytes", "want 0 (no rotation) or at least 65536")
+			}
 		case "syslog":
 			if u, err := url.Parse(k.Address); err != nil || (u.Scheme != "udp" && u.Scheme != "tcp" && u.Scheme != "tls") || u.Port() == "" {
 				add(path+".address", "want udp://host:port, tcp://host:port or tls://host:port")
