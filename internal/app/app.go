@@ -229,7 +229,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *App, err error)
 	a.closers = append(a.closers, func() error { a.Proxy.Close(); return nil })
 	a.Server = server.New(server.Options{
 		Broker: a.Broker, Keys: a.Keys, IssuerURL: cfg.Server.IssuerURL, MaxRequestBytes: cfg.Server.MaxRequestBytes,
-		Logger: o.Logger, Gatherer: a.Registry, Registerer: a.Registry, Extra: withCertRoutes(a.Proxy.Routes(), issuers, o.Logger),
+		AuthFailuresPerMinute: cfg.Server.AuthFailuresPerMinute,
+		Logger:                o.Logger, Gatherer: a.Registry, Registerer: a.Registry, Extra: withCertRoutes(a.Proxy.Routes(), issuers, o.Logger),
 		MaxInventoryBytes: cfg.Server.MaxInventoryBytes,
 		Ready: func(ctx context.Context) error {
 			_, err := a.Store.GetMeta(ctx, "kek_check")

@@ -38,6 +38,10 @@ type Server struct {
 	SessionTTL       Duration `yaml:"session_ttl"`
 	// MaxRequestBytes bounds every request body.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// AuthFailuresPerMinute is how many invalid identities one source
+	// address may present per minute before getting 429 until the minute
+	// ends (default 100; -1: no bound).
+	AuthFailuresPerMinute int `yaml:"auth_failures_per_minute"`
 	// MaxInventoryBytes bounds a credential inventory report (POST
 	// /v1/inventory), which may be far larger than other requests.
 	MaxInventoryBytes int64  `yaml:"max_inventory_bytes"`

@@ -16,6 +16,9 @@ import (
 // token is RFC 8693 token exchange at the OAuth token endpoint.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	m := meta(r)
+	if s.refuseIfBlocked(w, r, m) {
+		return
+	}
 	if err := r.ParseForm(); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -47,6 +50,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		// RFC 8693 §2.2.2: an invalid subject or actor token is invalid_request (400).
 		var e *core.Error
 		if errors.As(err, &e) && e.Kind == core.KindUnauthenticated {
+			s.limiter.failed(m.Source)
 			err = core.E(core.KindInvalid, "invalid_request", e.Public, e.Cause())
 		}
 		s.fail(w, r, m, err)

@@ -38,7 +38,11 @@ type Options struct {
 	// MaxInventoryBytes bounds a POST /v1/inventory body, a scan report
 	// that may be far larger than other requests (default 8 MiB).
 	MaxInventoryBytes int64
-	Logger            *slog.Logger
+	// AuthFailuresPerMinute bounds the invalid identities one source
+	// address may present per minute before it gets 429 for the rest of
+	// that minute (0: 100; negative: no bound).
+	AuthFailuresPerMinute int
+	Logger                *slog.Logger
 	// Gatherer serves /metrics; Registerer receives the HTTP metrics.
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
@@ -51,6 +55,7 @@ type Options struct {
 // Server is the HTTP API.
 type Server struct {
 	o        Options
+	limiter  *authLimiter
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -68,10 +73,13 @@ func New(o Options) *Server {
 	if o.MaxRequestBytes <= 0 {
 		o.MaxRequestBytes = 64 << 10
 	}
+	if o.AuthFailuresPerMinute == 0 {
+		o.AuthFailuresPerMinute = 100
+	}
 	if o.MaxInventoryBytes <= 0 {
 		o.MaxInventoryBytes = 8 << 20
 	}
-	s := &Server{o: o, mux: http.NewServeMux()}
+	s := &Server{o: o, mux: http.NewServeMux(), limiter: newAuthLimiter(o.AuthFailuresPerMinute, time.Minute, time.Now)}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stint_http_requests_total", Help: "HTTP requests by route and status code.",
 	}, []string{"route", "code"})
@@ -127,6 +135,9 @@ func (s *Server) AdminHandler() http.Handler {
 func (s *Server) authed(h func(http.ResponseWriter, *http.Request, broker.Meta, string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		m := meta(r)
+		if s.refuseIfBlocked(w, r, m) {
+			return
+		}
 		tok, err := bearer(r)
 		if err != nil {
 			s.fail(w, r, m, err)
@@ -276,6 +287,9 @@ func writeError(w http.ResponseWriter, err error) {
 // fail logs the internal cause and writes the public error.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, m broker.Meta, err error) {
 	k := core.KindOf(err)
+	if k == core.KindUnauthenticated && !m.LocalAdmin {
+		s.limiter.failed(m.Source)
+	}
 	lvl := slog.LevelInfo
 	if k == core.KindInternal || k == core.KindUnavailable {
 		lvl = slog.LevelError
