@@ -17,6 +17,7 @@ import (
 	"github.com/stint-dev/stint/internal/audit"
 	"github.com/stint-dev/stint/internal/config"
 	"github.com/stint-dev/stint/internal/core"
+	"github.com/stint-dev/stint/internal/keys"
 	"github.com/stint-dev/stint/internal/policy"
 )
 
@@ -189,15 +190,11 @@ func newAuditCmd() *cobra.Command {
 			var o audit.VerifyOptions
 			o.RequireCheckpoint = requireCheckpoint
 			if cfgFile != "" {
-				cfg, err := loadConfig(cfgFile)
+				km, done, err := openKeys(cmd, cfgFile)
 				if err != nil {
 					return err
 				}
-				km, st, err := app.Keys(cmd.Context(), cfg)
-				if err != nil {
-					return err
-				}
-				defer st.Close()
+				defer done()
 				if o.PublicKey, err = app.AuditPublicKey(cmd.Context(), km); err != nil {
 					return err
 				}
@@ -252,15 +249,11 @@ func newAuditCmd() *cobra.Command {
 		Use: "fingerprint --config F", Short: "Compute the audit fingerprint of a value read from stdin (for investigators)",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cfgFile)
+			km, done, err := openKeys(cmd, cfgFile)
 			if err != nil {
 				return err
 			}
-			km, st, err := app.Keys(cmd.Context(), cfg)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+			defer done()
 			key, err := km.Secret(cmd.Context(), "audit-fingerprint")
 			if err != nil {
 				return err
@@ -289,15 +282,11 @@ func newKeysCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list --config F", Short: "List signing keys", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cfgFile)
+			km, done, err := openKeys(cmd, cfgFile)
 			if err != nil {
 				return err
 			}
-			km, st, err := app.Keys(cmd.Context(), cfg)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+			defer done()
 			ks, err := km.List(cmd.Context())
 			if err != nil {
 				return err
@@ -317,15 +306,11 @@ func newKeysCmd() *cobra.Command {
 	rotate := &cobra.Command{
 		Use: "rotate --config F", Short: "Add a new current signing key; the old one stays published until its tokens expire", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cfgFile)
+			km, done, err := openKeys(cmd, cfgFile)
 			if err != nil {
 				return err
 			}
-			km, st, err := app.Keys(cmd.Context(), cfg)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+			defer done()
 			kid, err := km.Rotate(cmd.Context())
 			if err != nil {
 				return err
@@ -414,4 +399,18 @@ func newAuditTailCmd() *cobra.Command {
 	cmd.Flags().IntVarP(&n, "lines", "n", 20, "how many events")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new events")
 	return cmd
+}
+
+// openKeys opens the store and key manager of a config for an offline
+// admin command; done closes them.
+func openKeys(cmd *cobra.Command, cfgFile string) (*keys.Manager, func(), error) {
+	cfg, err := loadConfig(cfgFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	km, st, err := app.Keys(cmd.Context(), cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return km, func() { km.Close(); st.Close() }, nil
 }
