@@ -86,6 +86,13 @@ func newEnvTB(t testing.TB) *env { return newEnvConfig(t, testConfig) }
 // test's directory and {{url}} the server's URL.
 func newEnvConfig(t testing.TB, configText string) *env {
 	t.Helper()
+	return newEnvWith(t, configText, nil)
+}
+
+// newEnvWith is newEnvConfig with a hook that runs on the loaded config
+// before the server starts (e.g. to seal an upstream key into the store).
+func newEnvWith(t testing.TB, configText string, before func(*config.Config)) *env {
+	t.Helper()
 	dir := t.TempDir()
 	if err := devcluster.Init(dir); err != nil {
 		t.Fatal(err)
@@ -102,6 +109,9 @@ func newEnvConfig(t testing.TB, configText string) *env {
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if before != nil {
+		before(cfg)
 	}
 	log := slog.New(slog.NewTextHandler(syncWriter{e.logBuf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := app.New(context.Background(), cfg, app.Options{Logger: log})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"github.com/stint-dev/stint/internal/app"
 	"github.com/stint-dev/stint/internal/audit"
 	"github.com/stint-dev/stint/internal/config"
-	"github.com/stint-dev/stint/internal/devcluster"
 )
 
 const proxyKey = "sk-live-e2e-5b1f0c7d9a3e4f60"
@@ -63,35 +61,11 @@ func newProxyEnv(t testing.TB, upstream string) *env {
 
 func newProxyEnvWith(t testing.TB, cfgText, upstream string) *env {
 	t.Helper()
-	dir := t.TempDir()
-	if err := devcluster.Init(dir); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, dir: dir, logBuf: &strings.Builder{}}
-	ts := httptest.NewUnstartedServer(nil)
-	e.url = "http://" + ts.Listener.Addr().String()
-	text := strings.NewReplacer("{{dir}}", dir, "{{url}}", e.url, "{{upstream}}", upstream).Replace(cfgText)
-	path := filepath.Join(dir, "stint.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := app.SetUpstreamKey(context.Background(), cfg, "llm", []byte(proxyKey+"\n")); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(syncWriter{e.logBuf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.New(context.Background(), cfg, app.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.app = a
-	ts.Config.Handler = a.Server
-	ts.Start()
-	t.Cleanup(func() { ts.Close(); a.Close() })
-	return e
+	return newEnvWith(t, strings.ReplaceAll(cfgText, "{{upstream}}", upstream), func(cfg *config.Config) {
+		if err := app.SetUpstreamKey(context.Background(), cfg, "llm", []byte(proxyKey+"\n")); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestProxyEndToEnd(t *testing.T) {
