@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +36,7 @@ type env struct {
 	dir    string
 	url    string
 	app    *app.App
-	logBuf *strings.Builder
+	logBuf *lockedBuffer
 }
 
 const testConfig = `
@@ -97,7 +98,7 @@ func newEnvWith(t testing.TB, configText string, before func(*config.Config)) *e
 	if err := devcluster.Init(dir); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: dir, logBuf: &strings.Builder{}}
+	e := &env{t: t, dir: dir, logBuf: &lockedBuffer{}}
 	// The issuer URL must be known before the server starts; reserve it.
 	ts := httptest.NewUnstartedServer(nil)
 	e.url = "http://" + ts.Listener.Addr().String()
@@ -113,7 +114,7 @@ func newEnvWith(t testing.TB, configText string, before func(*config.Config)) *e
 	if before != nil {
 		before(cfg)
 	}
-	log := slog.New(slog.NewTextHandler(syncWriter{e.logBuf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(e.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := app.New(context.Background(), cfg, app.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -125,9 +126,24 @@ func newEnvWith(t testing.TB, configText string, before func(*config.Config)) *e
 	return e
 }
 
-type syncWriter struct{ b *strings.Builder }
+// lockedBuffer collects the server's log: the server writes from its own
+// goroutines while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
 
-func (w syncWriter) Write(p []byte) (int, error) { return w.b.Write(p) }
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 func (e *env) workload(ns, sa string) string {
 	tok, err := devcluster.MintWorkload(e.dir, devcluster.Workload{Namespace: ns, ServiceAccount: sa})
