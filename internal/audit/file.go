@@ -127,14 +127,14 @@ func (s *FileSink) Close() error {
 	return nil
 }
 
-// CommitDelay lets a busy durable file sink gather more events per fsync:
-// at thousands of events per second, fsyncs back to back cost more CPU than
-// the 250 µs this adds to a commit.
+// CommitDelay bounds how long a busy durable file sink waits to gather a
+// group as large as its previous one before an fsync: at thousands of
+// events per second, fsyncs back to back cost more CPU than the wait.
 func (s *FileSink) CommitDelay() time.Duration {
 	if s.opts.DisableFsync {
 		return 0
 	}
-	return 250 * time.Microsecond
+	return time.Millisecond
 }
 
 var _ Committer = (*FileSink)(nil)
