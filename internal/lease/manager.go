@@ -204,19 +204,50 @@ func (m *Manager) issueLocal(ctx context.Context, is issuer.Issuer, r IssueReque
 	}
 	_, renewer := is.(issuer.Renewer)
 	l.Renewable = res.Renewable && renewer
-	if err := m.create(ctx, l); err != nil {
+	storeFailed := func(err error) (core.Lease, core.Credential, error) {
 		var ce *core.Error
 		if errors.As(err, &ce) && ce.Kind == core.KindRateLimited {
 			return fail(l, audit.OutcomeDenied, ce)
 		}
 		return fail(l, audit.OutcomeFailure, core.E(core.KindUnavailable, "", "lease store unavailable", err))
 	}
+	limited := m.o.Limits.PerPrincipal > 0 || m.o.Limits.PerRole > 0
+	if limited {
+		// A limit is checked before anything is recorded as issued.
+		if err := m.create(ctx, l); err != nil {
+			return storeFailed(err)
+		}
+	}
 	ev.LeaseID, ev.Outcome = l.ID, audit.OutcomeSuccess
 	ev.Details["expires_at"] = l.ExpiresAt.UTC().Format(time.RFC3339)
-	if err := m.recordAll(ctx, append(r.Preceding, ev)...); err != nil {
+	var createErr error
+	stored := make(chan struct{})
+	if limited {
+		close(stored)
+	} else {
+		// The lease and the audit record go to different durable writers:
+		// write them at once, so the caller waits for the slower of two
+		// commits instead of their sum. The credential is returned only
+		// when both hold.
+		go func() {
+			createErr = m.create(ctx, l)
+			close(stored)
+		}()
+	}
+	auditErr := m.recordAll(ctx, append(r.Preceding, ev)...)
+	<-stored
+	switch {
+	case createErr != nil && auditErr == nil:
+		// The record already says issued: say at once that it was not.
+		ev.Outcome, ev.Error, ev.Details = audit.OutcomeFailure, "lease store unavailable: the credential was not returned", nil
+		m.record(ctx, ev)
+		return core.Lease{}, nil, core.E(core.KindUnavailable, "", "lease store unavailable", createErr)
+	case createErr != nil:
+		return storeFailed(createErr)
+	case auditErr != nil:
 		// Fail closed: the credential is not returned; mark its lease revoked.
 		m.revokeNow(ctx, l, "audit unavailable")
-		return core.Lease{}, nil, core.E(core.KindUnavailable, "", "audit log unavailable", err)
+		return core.Lease{}, nil, core.E(core.KindUnavailable, "", "audit log unavailable", auditErr)
 	}
 	l.IssuerData = nil
 	return l, res.Credential, nil

@@ -1,0 +1,105 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stint-dev/stint/internal/audit"
+	"github.com/stint-dev/stint/internal/core"
+	"github.com/stint-dev/stint/internal/issuer"
+	"github.com/stint-dev/stint/internal/store"
+)
+
+// localIssuer signs credentials that need no cleanup (like ssh, x509, jwt).
+type localIssuer struct{ fakeIssuer }
+
+func (*localIssuer) NeedsNoCleanup() {}
+
+var _ issuer.NoCleanup = (*localIssuer)(nil)
+
+// flakyStore fails CreateLease on demand.
+type flakyStore struct {
+	store.Store
+	failCreate atomic.Bool
+}
+
+func (s *flakyStore) CreateLease(ctx context.Context, l core.Lease) error {
+	if s.failCreate.Load() {
+		return errors.New("disk full")
+	}
+	return s.Store.CreateLease(ctx, l)
+}
+
+// TestLocalIssueRecordsLeaseAndAuditOrReturnsNothing covers issuers whose
+// lease and audit record are written at the same time: the credential is
+// returned only when both are durable, and the audit record never ends on
+// a success for a credential that was not handed out.
+func TestLocalIssueRecordsLeaseAndAuditOrReturnsNothing(t *testing.T) {
+	tests := []struct {
+		name        string
+		storeDown   bool
+		auditDown   bool
+		limits      Limits
+		wantErr     bool
+		wantLeases  int
+		wantState   core.LeaseState
+		lastOutcome string // of the last credential.issue event
+	}{
+		{name: "both hold", wantLeases: 1, wantState: core.LeaseActive, lastOutcome: audit.OutcomeSuccess},
+		{name: "with limits, both hold", limits: Limits{PerPrincipal: 5}, wantLeases: 1, wantState: core.LeaseActive, lastOutcome: audit.OutcomeSuccess},
+		{name: "store down", storeDown: true, wantErr: true, lastOutcome: audit.OutcomeFailure},
+		{name: "store down with limits", storeDown: true, limits: Limits{PerRole: 5}, wantErr: true, lastOutcome: audit.OutcomeFailure},
+		{name: "audit down", auditDown: true, wantErr: true, wantLeases: 1, wantState: core.LeaseRevoked},
+		{name: "both down", storeDown: true, auditDown: true, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := &flakyStore{Store: openSQLite(t)}
+			loc := &localIssuer{fakeIssuer{live: map[string]bool{}}}
+			rec := &recorder{}
+			m, err := New(Options{
+				Store: fs, Issuers: map[string]issuer.Issuer{"s": loc}, TargetTypes: map[string]string{"s": "fake"},
+				Sealer: xorSealer{}, Audit: rec, Holder: "t1", Limits: tt.limits, IssueTimeout: time.Second,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fs.failCreate.Store(tt.storeDown)
+			rec.fail.Store(tt.auditDown)
+			l, cred, err := m.Issue(context.Background(), IssueRequest{Target: "s", Role: "ro", Principal: bot, TTL: time.Minute,
+				Preceding: []audit.Event{{Type: audit.AuthSuccess, Outcome: audit.OutcomeSuccess}}})
+			if tt.wantErr {
+				if core.KindOf(err) != core.KindUnavailable || cred != nil || l.ID != "" {
+					t.Fatalf("Issue = %+v, %v, %v; want no credential and an unavailable error", l, cred, err)
+				}
+			} else if err != nil || cred == nil || l.State != core.LeaseActive {
+				t.Fatalf("Issue = %+v, %v, %v", l, cred, err)
+			}
+			ls, err := fs.Store.ListLeases(context.Background(), store.LeaseFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ls) != tt.wantLeases || (len(ls) == 1 && ls[0].State != tt.wantState) {
+				t.Fatalf("leases = %+v, want %d in state %s", ls, tt.wantLeases, tt.wantState)
+			}
+			rec.mu.Lock()
+			var last *audit.Event
+			for i := range rec.events {
+				if rec.events[i].Type == audit.CredentialIssue {
+					last = &rec.events[i]
+				}
+			}
+			rec.mu.Unlock()
+			switch {
+			case tt.lastOutcome == "" && last != nil:
+				t.Fatalf("audit down, yet an event was kept: %+v", last)
+			case tt.lastOutcome != "" && (last == nil || last.Outcome != tt.lastOutcome):
+				t.Fatalf("last credential.issue event %+v, want outcome %q", last, tt.lastOutcome)
+			}
+			rec.assertNoSecret(t, "s3cretpassword-value")
+		})
+	}
+}
