@@ -215,7 +215,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *App, err error)
 		return nil, err
 	}
 	a.Broker, err = broker.New(broker.Options{
-		IssuerURL: cfg.Server.IssuerURL, Identities: router, Policy: eng, Targets: targets,
+		IssuerURL: cfg.Server.IssuerURL, Identities: identity.NewCache(router, cfg.Server.VerifiedTokenCache.D(), o.Now), Policy: eng, Targets: targets,
 		Leases: leaseAdapter{a.Leases}, Signer: a.Keys, Audit: a.Audit, Fingerprint: a.Audit.Fingerprint,
 		SessionTTL: cfg.Server.SessionTTL.D(), Now: o.Now, Logger: o.Logger, Metrics: broker.NewMetrics(a.Registry),
 		AuditFile: auditFile(cfg), Inventory: a.Store,

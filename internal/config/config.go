@@ -44,8 +44,11 @@ type Server struct {
 	AuthFailuresPerMinute int `yaml:"auth_failures_per_minute"`
 	// MaxInventoryBytes bounds a credential inventory report (POST
 	// /v1/inventory), which may be far larger than other requests.
-	MaxInventoryBytes int64  `yaml:"max_inventory_bytes"`
-	LogLevel          string `yaml:"log_level"`
+	MaxInventoryBytes int64 `yaml:"max_inventory_bytes"`
+	// VerifiedTokenCache is how long a verified JWT is trusted without a
+	// new signature check (never past its expiry); default 30s, 0s: off.
+	VerifiedTokenCache *Duration `yaml:"verified_token_cache"`
+	LogLevel           string    `yaml:"log_level"`
 }
 
 // TLS configures HTTPS on the listener; both files or neither.

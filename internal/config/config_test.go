@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const good = `
@@ -45,6 +46,16 @@ func TestParseGoodConfig(t *testing.T) {
 	}
 	if cfg.Server.IssuerURL != "http://127.0.0.1:8420" {
 		t.Errorf("issuer_url default = %q", cfg.Server.IssuerURL)
+	}
+	if got := cfg.Server.VerifiedTokenCache.D(); got != 30*time.Second {
+		t.Errorf("verified_token_cache default = %s", got)
+	}
+	off, err := Parse("off.yaml", []byte("server: {verified_token_cache: 0s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off.SetDefaults(); off.Server.VerifiedTokenCache.D() != 0 {
+		t.Errorf("verified_token_cache: 0s became %s", off.Server.VerifiedTokenCache.D())
 	}
 	if cfg.Server.KEKFile != "/tmp/stint-test/kek" {
 		t.Errorf("kek_file default = %q", cfg.Server.KEKFile)
@@ -134,6 +145,7 @@ func TestValidateRejects(t *testing.T) {
 		{"file sink without path", "audit:\n  sinks: [{type: file}]\n", "path: required"},
 		{"list where mapping", "server: [1, 2]\n", "want a mapping"},
 		{"negative duration", "server: {session_ttl: -5m}\n", "negative"},
+		{"token cache too long", "server: {verified_token_cache: 1h}\n", "server.verified_token_cache"},
 		{"reserved provider name", "identity_providers:\n  - {name: unix-socket, type: oidc, issuer: https://x}\n", "reserved"},
 		{"role audience is the issuer", "server: {issuer_url: https://stint.example}\ntargets:\n  - name: aws\n    type: aws-sts\n    roles: {r: {kind: web_identity, role_arn: 'arn:aws:iam::123456789012:role/x', audience: https://stint.example}}\n", "must differ from server.issuer_url"},
 	}

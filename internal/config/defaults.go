@@ -18,6 +18,8 @@ const (
 	// DefaultMaxInventoryBytes fits a report of 10,000 findings.
 	DefaultMaxInventoryBytes = 8 << 20
 	DefaultAudience          = "stint"
+	// DefaultVerifiedTokenCache matches identity.DefaultCacheTTL.
+	DefaultVerifiedTokenCache = 30 * time.Second
 )
 
 // SetDefaults fills unset fields. It never validates; Validate never mutates.
@@ -56,6 +58,10 @@ func (c *Config) SetDefaults() {
 	}
 	if s.MaxInventoryBytes == 0 {
 		s.MaxInventoryBytes = DefaultMaxInventoryBytes
+	}
+	if s.VerifiedTokenCache == nil {
+		d := Duration(DefaultVerifiedTokenCache)
+		s.VerifiedTokenCache = &d
 	}
 	if s.LogLevel == "" {
 		s.LogLevel = "info"

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 )
 
 // namePattern bounds names that appear in grants, URLs and metric labels.
@@ -62,6 +63,9 @@ func (c *Config) Validate() error {
 	}
 	if s.MaxInventoryBytes < 1024 || s.MaxInventoryBytes > 256<<20 {
 		add("server.max_inventory_bytes", "want between 1024 and 268435456")
+	}
+	if c := s.VerifiedTokenCache; c != nil && (*c < 0 || c.D() > 10*time.Minute) {
+		add("server.verified_token_cache", "want between 0s (off) and 10m")
 	}
 	switch s.LogLevel {
 	case "debug", "info", "warn", "error":
