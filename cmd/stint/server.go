@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -64,6 +65,7 @@ func loadConfig(file string) (*config.Config, error) {
 func serve(ctx context.Context, cfg *config.Config, onReady func(addr string)) error {
 	start := time.Now()
 	tuneGC()
+	tuneProcs()
 	log := newLogger(cfg.Server.LogLevel)
 	a, err := app.New(ctx, cfg, app.Options{Logger: log})
 	if err != nil {
@@ -217,6 +219,18 @@ func newDevTokenCmd() *cobra.Command {
 	cmd.Flags().StringSliceVar(&groups, "groups", nil, "the human's groups")
 	cmd.Flags().DurationVar(&ttl, "ttl", time.Hour, "token lifetime")
 	return cmd
+}
+
+// tuneProcs gives the server one more P than cores unless GOMAXPROCS is
+// set: every durable write (the audit file's and SQLite's fsync) blocks an
+// OS thread holding a P until the runtime's monitor hands the P on, and
+// with two Ps one fsync idles half the machine meanwhile. On the exchange
+// benchmark (2 cores, 16 clients) the spare P took CPU use from ~80 % to
+// ~90 % and exchanges/s up by ~15 %.
+func tuneProcs() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+	}
 }
 
 // tuneGC trades memory for CPU unless the operator chose: the request path
