@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 
 	"github.com/stint-dev/stint/internal/audit"
 	"github.com/stint-dev/stint/internal/core"
@@ -96,7 +95,7 @@ func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.C
 	maxTTL := max(r.MaxTTL, ttl)
 	now := m.o.Now()
 	l := core.Lease{
-		ID: uuid.NewString(), Target: r.Target, TargetType: m.o.TargetTypes[r.Target], Role: r.Role,
+		ID: newLeaseID(), Target: r.Target, TargetType: m.o.TargetTypes[r.Target], Role: r.Role,
 		Provider: r.Principal.Provider, Subject: r.Principal.Subject, Rule: r.Rule,
 		IssuedAt: now, ExpiresAt: now.Add(ttl), MaxExpires: now.Add(maxTTL),
 		State: core.LeasePending,
