@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/stint-dev/stint/internal/audit"
 	"github.com/stint-dev/stint/internal/core"
 	"github.com/stint-dev/stint/internal/issuer"
