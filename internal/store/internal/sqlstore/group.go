@@ -243,6 +243,26 @@ func (c *committer) runBatch(conn *sql.Conn, batch []*request, errs []error) (er
 		c.writes.Add(1)
 		return nil
 	}
+	// Optimistically, every write runs without a savepoint of its own:
+	// writes almost never fail alone (a duplicate lease id), and two
+	// statements fewer per write is a quarter of a lease insert's cost.
+	// If one does fail, the whole transaction is rolled back and the batch
+	// runs again with a savepoint around each write.
+	if ran, ok := c.runPlain(conn, batch, errs); ok {
+		if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		c.commits.Add(1)
+		c.writes.Add(uint64(ran))
+		return nil
+	}
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil && !isNoTx(err) {
+		return fmt.Errorf("roll back the optimistic batch: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, c.begin); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	clear(errs)
 	ran := 0
 	for i, req := range batch {
 		if err := req.ctx.Err(); err != nil {
@@ -271,6 +291,25 @@ func (c *committer) runBatch(conn *sql.Conn, batch []*request, errs []error) (er
 	c.commits.Add(1)
 	c.writes.Add(uint64(ran))
 	return nil
+}
+
+// runPlain runs batch's writes one after another in the open transaction,
+// skipping those whose caller has gone. It reports how many ran, and false
+// as soon as one fails: the transaction then holds that write's partial
+// work and must be rolled back.
+func (c *committer) runPlain(conn *sql.Conn, batch []*request, errs []error) (int, bool) {
+	ran := 0
+	for i, req := range batch {
+		if err := req.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		if err := req.fn(context.WithoutCancel(req.ctx), conn); err != nil {
+			return ran, false
+		}
+		ran++
+	}
+	return ran, true
 }
 
 // isNoTx reports whether a ROLLBACK failed only because no transaction
