@@ -18,7 +18,8 @@ import (
 // included in it, as the sink does not know them).
 const Gap = "audit.gap"
 
-// Full-spool policies of a sink with a spool (HTTPOptions.OnFull).
+// Full-spool policies of a sink with a spool (HTTPOptions.OnFull,
+// SyslogOptions.OnFull).
 const (
 	OnFullFail       = "fail"
 	OnFullDropOldest = "drop_oldest"
@@ -37,7 +38,9 @@ type SpoolStats struct {
 }
 
 // SpoolReporter is implemented by sinks with an on-disk spool; the Log
-// exports its numbers as metrics.
+// exports its numbers as metrics. A sink whose spool is optional (syslog)
+// also has a Spooled method, and is left out of the spool metrics when it
+// returns false.
 type SpoolReporter interface {
 	SpoolStats() SpoolStats
 }

@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,10 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
-	"strconv"
-	"sync"
 	"time"
 )
 
@@ -65,26 +60,9 @@ type HTTPOptions struct {
 // is at least once: a crash between a successful POST and saving the offset
 // resends that batch, so receivers deduplicate by event id.
 type HTTPSink struct {
+	*spool
 	o      HTTPOptions
 	client *http.Client
-
-	mu       sync.Mutex
-	spool    *os.File
-	size     int64 // bytes in the spool file
-	off      int64 // bytes delivered
-	inflight int64 // bytes from off the sender is posting now; never dropped
-	events   int64 // undelivered lines in [off, size)
-	inflEvts int64 // lines in the in-flight bytes
-	offF     string
-	wake     chan struct{}
-	closed   bool
-	full     bool     // the spool filled up and has not drained to half since
-	failGap  *gapInfo // events rejected under OnFullFail, reported by the next Write
-	dropped  uint64   // events discarded or rejected because the spool was full
-	gaps     uint64   // audit.gap events written to the spool
-
-	quit chan struct{}
-	done chan struct{}
 }
 
 // NewHTTPSink opens the spool in o.SpoolDir and starts sending what it holds.
@@ -99,62 +77,17 @@ func NewHTTPSink(o HTTPOptions) (*HTTPSink, error) {
 	if o.URL == "" || o.SpoolDir == "" {
 		return nil, errors.New("audit: http sink: url and spool dir are required")
 	}
-	if o.MaxSpoolBytes <= 0 {
-		o.MaxSpoolBytes = 256 << 20
-	}
-	if o.BatchEvents <= 0 {
-		o.BatchEvents = 500
-	}
-	if o.RetryMin <= 0 {
-		o.RetryMin = time.Second
-	}
-	if o.RetryMax < o.RetryMin {
-		o.RetryMax = max(time.Minute, o.RetryMin)
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	switch o.OnFull {
-	case "":
-		o.OnFull = OnFullFail
-	case OnFullFail, OnFullDropOldest:
-	default:
-		return nil, fmt.Errorf("audit: http sink: on_full %q is not %s or %s", o.OnFull, OnFullFail, OnFullDropOldest)
-	}
-	s := &HTTPSink{o: o, client: o.Client, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	s := &HTTPSink{o: o, client: o.Client}
 	if s.client == nil {
 		s.client = &http.Client{Timeout: 30 * time.Second}
 	}
-	if err := os.MkdirAll(o.SpoolDir, 0o700); err != nil {
-		return nil, fmt.Errorf("audit: http sink: %w", err)
-	}
-	f, err := os.OpenFile(filepath.Join(o.SpoolDir, "spool.jsonl"), os.O_RDWR|os.O_CREATE, 0o600)
+	sp, err := newSpool(spoolOptions{Dir: o.SpoolDir, MaxBytes: o.MaxSpoolBytes, OnFull: o.OnFull, Fsync: o.SpoolFsync,
+		BatchEvents: o.BatchEvents, RetryMin: o.RetryMin, RetryMax: o.RetryMax, Logger: o.Logger, Now: o.Now,
+		Kind: "http", Name: s.Name()}, s.post)
 	if err != nil {
-		return nil, fmt.Errorf("audit: http sink: %w", err)
+		return nil, err
 	}
-	size, _, err := completeLength(f) // a torn line was never acknowledged
-	if err == nil {
-		err = f.Truncate(size)
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("audit: http sink: spool: %w", err)
-	}
-	s.spool, s.size = f, size
-	s.offF = filepath.Join(o.SpoolDir, "spool.offset")
-	if b, err := os.ReadFile(s.offF); err == nil {
-		if n, err := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64); err == nil && n >= 0 && n <= size {
-			s.off = n
-		}
-	}
-	if s.events, err = countLines(f, s.off, s.size); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("audit: http sink: spool: %w", err)
-	}
-	go s.run()
+	s.spool = sp
 	return s, nil
 }
 
@@ -171,294 +104,20 @@ func (s *HTTPSink) Name() string {
 
 // Write appends events to the spool and returns; the sender posts them.
 // When they do not fit, OnFull decides (see HTTPOptions.OnFull).
-func (s *HTTPSink) Write(_ context.Context, events []Event) error {
-	var buf []byte
-	for i := range events {
-		b, err := canonicalJSON(&events[i])
-		if err != nil {
-			return err
-		}
-		buf = append(append(buf, b...), '\n')
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return errors.New("audit: http sink is closed")
-	}
-	var gapLine []byte
-	if s.failGap != nil {
-		gapLine = s.failGap.line(s.o.Now)
-	}
-	need := int64(len(gapLine) + len(buf))
-	if s.size+need > s.o.MaxSpoolBytes {
-		if err := s.makeRoom(need, events); err != nil {
-			return err
-		}
-	} else if s.full && s.size-s.off+need <= s.o.MaxSpoolBytes/2 {
-		// Full until half drained, so that the alert does not flap.
-		s.full = false
-		s.o.Logger.Info("audit: http sink spool has room again", "sink", s.Name())
-	}
-	if gapLine != nil && s.failGap != nil {
-		buf = append(gapLine, buf...)
-	}
-	if _, err := s.spool.WriteAt(buf, s.size); err != nil {
-		_ = s.spool.Truncate(s.size)
-		return fmt.Errorf("audit: http sink: spool: %w", err)
-	}
-	if s.o.SpoolFsync {
-		if err := s.spool.Sync(); err != nil {
-			return fmt.Errorf("audit: http sink: spool: %w", err)
-		}
-	}
-	s.size += int64(len(buf))
-	s.events += int64(len(events))
-	if gapLine != nil && s.failGap != nil {
-		s.events++
-		s.gaps++
-		s.failGap = nil
-	}
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-// makeRoom frees need bytes: first by compacting away delivered bytes, then
-// by OnFull. Caller holds s.mu.
-func (s *HTTPSink) makeRoom(need int64, events []Event) error {
-	if s.off > 0 {
-		if err := s.compact(s.off+s.inflight, s.off+s.inflight, nil); err != nil {
-			return err
-		}
-		if s.size+need <= s.o.MaxSpoolBytes {
-			return nil
-		}
-	}
-	if !s.full {
-		s.full = true
-		s.o.Logger.Error("audit: http sink spool full", "sink", s.Name(), "spool_bytes", s.size,
-			"max_spool_bytes", s.o.MaxSpoolBytes, "on_full", s.o.OnFull)
-	}
-	if s.o.OnFull == OnFullDropOldest {
-		if err := s.dropOldest(need); err == nil {
-			return nil
-		} else if !errors.Is(err, errNoRoom) {
-			return err
-		}
-	}
-	// Reject: remember the events so the next Write that fits reports them.
-	if len(events) > 0 {
-		if s.failGap == nil {
-			s.failGap = &gapInfo{first: events[0].Seq}
-		}
-		s.failGap.dropped += uint64(len(events))
-		s.failGap.fresh += uint64(len(events))
-		s.failGap.last = events[len(events)-1].Seq
-	}
-	s.dropped += uint64(len(events))
-	return fmt.Errorf("audit: http sink %s: spool full (%d bytes, on_full %s)", s.Name(), s.size, s.o.OnFull)
-}
-
-var errNoRoom = errors.New("audit: http sink: batch larger than the droppable spool")
-
-// dropOldest discards the oldest undelivered lines that are not in flight,
-// enough to free need bytes plus MaxSpoolBytes/16 (so that a steady stream
-// into a full spool does not rewrite it on every Write), and puts one
-// audit.gap event in their place. Caller holds s.mu.
-func (s *HTTPSink) dropOldest(need int64) error {
-	from := s.off + s.inflight
-	// Bytes kept after compaction: in-flight + gap + [to, size).
-	br := bufio.NewReader(io.NewSectionReader(s.spool, from, s.size-from))
-	to := from
-	var g gapInfo
-	var lines int64
-	headroom := s.o.MaxSpoolBytes / 16
-	for s.inflight+gapLineReserve+(s.size-to)+need > s.o.MaxSpoolBytes-headroom {
-		line, err := br.ReadBytes('\n')
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("audit: http sink: spool: %w", err)
-		}
-		to += int64(len(line))
-		lines++
-		g.add(line)
-	}
-	if s.inflight+gapLineReserve+(s.size-to)+need > s.o.MaxSpoolBytes {
-		return errNoRoom
-	}
-	if lines == 0 {
-		return nil
-	}
-	gl := g.line(s.o.Now)
-	if err := s.compact(from, to, gl); err != nil {
-		return err
-	}
-	s.events -= lines - 1
-	s.dropped += g.fresh
-	s.gaps++
-	s.o.Logger.Warn("audit: http sink spool full, dropped oldest events", "sink", s.Name(),
-		"dropped", g.fresh, "first_seq", g.first, "last_seq", g.last)
-	return nil
-}
-
-// compact rewrites the spool as [off, from) + gap + [to, size), so that
-// delivered bytes and the dropped range [from, to) are gone and the offset
-// becomes 0. The new offset is saved before the rename: a crash in between
-// resends delivered events (at least once) rather than skipping any.
-// Caller holds s.mu.
-func (s *HTTPSink) compact(from, to int64, gap []byte) error {
-	path := s.spool.Name()
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("audit: http sink: compact spool: %w", err)
-	}
-	_, err = io.Copy(f, io.NewSectionReader(s.spool, s.off, from-s.off))
-	if err == nil {
-		_, err = f.Write(gap)
-	}
-	if err == nil {
-		_, err = io.Copy(f, io.NewSectionReader(s.spool, to, s.size-to))
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = os.WriteFile(s.offF, []byte("0"), 0o600)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("audit: http sink: compact spool: %w", err)
-	}
-	s.spool.Close()
-	s.spool = f
-	s.size = (from - s.off) + int64(len(gap)) + (s.size - to)
-	s.off = 0
-	return nil
-}
+func (s *HTTPSink) Write(_ context.Context, events []Event) error { return s.write(events) }
 
 // Close stops the sender after its current attempt; what is not delivered
 // stays in the spool for the next start.
-func (s *HTTPSink) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	s.mu.Unlock()
-	close(s.quit)
-	<-s.done
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.spool.Close()
-}
+func (s *HTTPSink) Close() error { return s.close() }
 
 // Pending returns the bytes spooled and not yet delivered.
-func (s *HTTPSink) Pending() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.size - s.off
-}
+func (s *HTTPSink) Pending() int64 { return s.pending() }
 
 // SpoolStats reports the spool for metrics.
-func (s *HTTPSink) SpoolStats() SpoolStats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return SpoolStats{Bytes: s.size - s.off, Events: s.events, Full: s.full, DroppedEvents: s.dropped, GapEvents: s.gaps}
-}
+func (s *HTTPSink) SpoolStats() SpoolStats { return s.stats() }
 
-func (s *HTTPSink) run() {
-	defer close(s.done)
-	backoff := time.Duration(0)
-	for {
-		s.mu.Lock()
-		if s.off == s.size {
-			s.mu.Unlock()
-			select {
-			case <-s.quit:
-				return
-			case <-s.wake:
-				continue
-			}
-		}
-		pending := s.size - s.off
-		lines, n, err := s.readBatch(s.off, s.size)
-		s.inflight, s.inflEvts = n, int64(len(lines))
-		s.mu.Unlock()
-		if err == nil {
-			err = s.post(lines)
-		}
-		if err != nil {
-			s.mu.Lock()
-			s.inflight, s.inflEvts = 0, 0
-			s.mu.Unlock()
-			backoff = min(max(2*backoff, s.o.RetryMin), s.o.RetryMax)
-			s.o.Logger.Warn("audit: http sink delivery failed, will retry", "sink", s.Name(), "err", err,
-				"pending_bytes", pending, "retry_in", backoff)
-			select {
-			case <-s.quit:
-				return
-			case <-time.After(backoff):
-			}
-			continue
-		}
-		backoff = 0
-		if err := s.advance(); err != nil {
-			s.o.Logger.Error("audit: http sink spool offset", "sink", s.Name(), "err", err)
-		}
-	}
-}
-
-// readBatch reads up to BatchEvents complete lines from off (and at most
-// about a quarter of the spool bound, at least one line). Caller holds
-// s.mu (compaction replaces the file).
-func (s *HTTPSink) readBatch(off, size int64) ([][]byte, int64, error) {
-	br := bufio.NewReader(io.NewSectionReader(s.spool, off, size-off))
-	var lines [][]byte
-	var n int64
-	// A batch in flight cannot be dropped: keep it to a quarter of the
-	// spool so that drop_oldest always has room to work with.
-	maxBytes := min(4<<20, s.o.MaxSpoolBytes/4)
-	for len(lines) < s.o.BatchEvents && (n == 0 || n < maxBytes) {
-		line, err := br.ReadBytes('\n')
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("spool: %w", err)
-		}
-		n += int64(len(line))
-		lines = append(lines, line[:len(line)-1])
-	}
-	return lines, n, nil
-}
-
-// advance records the in-flight bytes delivered and empties a drained spool.
-func (s *HTTPSink) advance() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.off += s.inflight
-	s.events -= s.inflEvts
-	s.inflight, s.inflEvts = 0, 0
-	if s.off == s.size {
-		if err := s.spool.Truncate(0); err != nil {
-			return err
-		}
-		s.off, s.size = 0, 0
-	}
-	return os.WriteFile(s.offF, []byte(strconv.FormatInt(s.off, 10)), 0o600)
-}
-
-func (s *HTTPSink) post(lines [][]byte) error {
+// post sends one batch of spooled lines; ctx ends when the sink closes.
+func (s *HTTPSink) post(ctx context.Context, lines [][]byte) error {
 	var body bytes.Buffer
 	ctype := "application/json"
 	switch s.o.Format {
@@ -482,15 +141,6 @@ func (s *HTTPSink) post(lines [][]byte) error {
 				t.Time.Unix(), t.Time.Nanosecond()/1e6, l)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-s.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.o.URL, &body)
 	if err != nil {
 		return err

@@ -81,6 +81,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		if !ok {
 			continue
 		}
+		if o, ok := q.sink.(interface{ Spooled() bool }); ok && !o.Spooled() {
+			continue
+		}
 		st := sr.SpoolStats()
 		full := 0.0
 		if st.Full {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -36,17 +37,41 @@ type SyslogOptions struct {
 	MaxMessage int
 	// Timeout bounds a dial and a write; 0 means 10s.
 	Timeout time.Duration
-	// Now is the clock for write deadlines; nil means time.Now.
+	// Now is the clock for write deadlines and audit.gap events; nil means
+	// time.Now.
 	Now func() time.Time
+
+	// SpoolDir, when set, puts an on-disk spool in front of the network, as
+	// HTTPSink has: Write appends the events to it and returns, and a
+	// sender goroutine sends them in order, retrying with backoff while the
+	// collector is unreachable, from where it left off after a restart.
+	// Without SpoolDir, Write sends and blocks until the bytes are handed
+	// to the transport. The fields below mean what HTTPOptions' fields of
+	// the same names mean and have the same defaults; they apply only with
+	// a spool.
+	SpoolDir           string
+	MaxSpoolBytes      int64
+	OnFull             string
+	SpoolFsync         bool
+	BatchEvents        int
+	RetryMin, RetryMax time.Duration
+	Logger             *slog.Logger
 }
 
 // SyslogSink sends each event as one RFC 5424 message. Syslog has no
-// acknowledgement: nil from Write means the bytes were handed to the
-// transport, not that the collector stored them, so make it a best-effort
-// sink unless the network path is trusted.
+// acknowledgement: a message counts as delivered once its bytes were
+// handed to the transport, not once the collector stored them, so make it
+// a best-effort sink unless the network path is trusted. With a spool (see
+// SyslogOptions.SpoolDir) a TCP or TLS connection the collector closed is
+// noticed before the next batch is sent on it, and a batch whose send
+// failed is sent again: delivery is at least once (deduplicate by id)
+// except for bytes the kernel accepted just before the collector went
+// away; over UDP a message is lost whenever the collector is down.
 type SyslogSink struct {
-	o    SyslogOptions
-	mu   sync.Mutex
+	o     SyslogOptions
+	spool *spool // nil: Write sends directly
+
+	mu   sync.Mutex // guards conn
 	conn net.Conn
 }
 
@@ -97,16 +122,31 @@ func NewSyslogSink(o SyslogOptions) (*SyslogSink, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &SyslogSink{o: o}, nil
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &SyslogSink{o: o}
+	if o.SpoolDir == "" {
+		return s, nil
+	}
+	sp, err := newSpool(spoolOptions{Dir: o.SpoolDir, MaxBytes: o.MaxSpoolBytes, OnFull: o.OnFull, Fsync: o.SpoolFsync,
+		BatchEvents: o.BatchEvents, RetryMin: o.RetryMin, RetryMax: o.RetryMax, Logger: o.Logger, Now: o.Now,
+		Kind: "syslog", Name: s.Name()}, s.deliver)
+	if err != nil {
+		return nil, err
+	}
+	s.spool = sp
+	return s, nil
 }
 
 // Name returns "syslog:" and the address.
 func (s *SyslogSink) Name() string { return "syslog:" + s.o.Network + "://" + s.o.Address }
 
-// Write sends every event; on a broken connection it redials once.
+// Write sends every event, redialling once on a broken connection; with a
+// spool it appends them to the spool instead and returns (when they do not
+// fit, OnFull decides). Either way an event that does not fit in
+// MaxMessage even truncated fails the Write.
 func (s *SyslogSink) Write(ctx context.Context, events []Event) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	msgs := make([][]byte, len(events))
 	for i := range events {
 		m, err := s.message(&events[i])
@@ -115,11 +155,62 @@ func (s *SyslogSink) Write(ctx context.Context, events []Event) error {
 		}
 		msgs[i] = m
 	}
+	if s.spool != nil {
+		return s.spool.write(events)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	err := s.send(ctx, msgs)
 	if err != nil && s.conn == nil {
 		err = s.send(ctx, msgs) // the connection was dropped: one fresh try
 	}
 	return err
+}
+
+// deliver sends a batch of spool lines, each rendered (and truncated) as
+// one message; ctx ends when the sink closes. A stream connection the
+// collector has closed since the last batch is dropped first, so the batch
+// goes to a live collector or fails and is retried.
+func (s *SyslogSink) deliver(ctx context.Context, lines [][]byte) error {
+	msgs := make([][]byte, 0, len(lines))
+	for _, l := range lines {
+		e, err := parseLine(l)
+		var m []byte
+		if err == nil {
+			m, err = s.message(e)
+		}
+		if err != nil {
+			// Write checked every event; a line that fails here would
+			// block the spool forever if it were retried.
+			s.o.Logger.Error("audit: syslog sink: unsendable spool line skipped", "sink", s.Name(), "err", err)
+			continue
+		}
+		msgs = append(msgs, m)
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil && s.o.Network != "udp" && !s.alive() {
+		s.conn.Close()
+		s.conn = nil
+	}
+	return s.send(ctx, msgs)
+}
+
+// alive reports whether the collector has not closed the stream
+// connection: it never sends anything, so a read that does not time out
+// means EOF or an error. Without this check the first batch after a
+// collector restart would be written into a connection the peer has
+// already closed, and lost. Caller holds s.mu.
+func (s *SyslogSink) alive() bool {
+	_ = s.conn.SetReadDeadline(s.o.Now().Add(time.Millisecond))
+	var b [1]byte
+	_, err := s.conn.Read(b[:])
+	_ = s.conn.SetReadDeadline(time.Time{})
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (s *SyslogSink) send(ctx context.Context, msgs [][]byte) error {
@@ -163,16 +254,41 @@ func (s *SyslogSink) send(ctx context.Context, msgs [][]byte) error {
 	return nil
 }
 
-// Close closes the connection.
+// Close stops the spool's sender, if any (what is not sent stays in the
+// spool for the next start), and closes the connection.
 func (s *SyslogSink) Close() error {
+	var serr error
+	if s.spool != nil {
+		serr = s.spool.close()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn == nil {
-		return nil
+		return serr
 	}
 	err := s.conn.Close()
 	s.conn = nil
-	return err
+	return errors.Join(serr, err)
+}
+
+// SpoolStats reports the spool for metrics; a sink without a spool reports
+// zeros (and Spooled is false, so no spool metrics are exported for it).
+func (s *SyslogSink) SpoolStats() SpoolStats {
+	if s.spool == nil {
+		return SpoolStats{}
+	}
+	return s.spool.stats()
+}
+
+// Spooled reports whether the sink has an on-disk spool.
+func (s *SyslogSink) Spooled() bool { return s.spool != nil }
+
+// Pending returns the bytes spooled and not yet sent (0 without a spool).
+func (s *SyslogSink) Pending() int64 {
+	if s.spool == nil {
+		return 0
+	}
+	return s.spool.pending()
 }
 
 // message renders one RFC 5424 message:

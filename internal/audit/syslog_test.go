@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,14 +52,30 @@ func startRsyslogd(t *testing.T) (tcpAddr, udpAddr, out string) {
 	dir := t.TempDir()
 	tp, up := freePort(t, "tcp"), freePort(t, "udp")
 	out = filepath.Join(dir, "out.log")
+	stop := execRsyslogd(t, bin, dir, tp, up, out)
+	t.Cleanup(stop)
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(tp)), net.JoinHostPort("127.0.0.1", strconv.Itoa(up)), out
+}
+
+// execRsyslogd starts rsyslogd with its work files in dir, listening on
+// 127.0.0.1 at tcpPort and, unless it is 0, udpPort, and appending
+// "MSGID APP PRI MSG" lines to out. It returns once the TCP port accepts
+// connections; stop ends rsyslogd (SIGTERM, so it writes out what it has
+// read) and waits for it; calling it again does nothing.
+func execRsyslogd(t *testing.T, bin, dir string, tcpPort, udpPort int, out string) (stop func()) {
+	t.Helper()
 	conf := fmt.Sprintf(`global(workDirectory=%q maxMessageSize="64k")
 module(load="imtcp")
-module(load="imudp")
 input(type="imtcp" port="%d" address="127.0.0.1")
+`, dir, tcpPort)
+	if udpPort != 0 {
+		conf += fmt.Sprintf(`module(load="imudp")
 input(type="imudp" port="%d" address="127.0.0.1")
-template(name="t" type="string" string="%%msgid%% %%app-name%% %%pri%% %%msg%%\n")
+`, udpPort)
+	}
+	conf += fmt.Sprintf(`template(name="t" type="string" string="%%msgid%% %%app-name%% %%pri%% %%msg%%\n")
 *.* action(type="omfile" file=%q template="t")
-`, dir, tp, up, out)
+`, out)
 	cf := filepath.Join(dir, "rsyslog.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -67,8 +85,14 @@ template(name="t" type="string" string="%%msgid%% %%app-name%% %%pri%% %%msg%%\n
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	tcpAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(tp))
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+		})
+	}
+	tcpAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(tcpPort))
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		c, err := net.Dial("tcp", tcpAddr)
 		if err == nil {
@@ -76,11 +100,12 @@ template(name="t" type="string" string="%%msgid%% %%app-name%% %%pri%% %%msg%%\n
 			break
 		}
 		if time.Now().After(deadline) {
+			stop()
 			t.Fatalf("rsyslogd did not listen on %s: %v", tcpAddr, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return tcpAddr, net.JoinHostPort("127.0.0.1", strconv.Itoa(up)), out
+	return stop
 }
 
 func waitLines(t *testing.T, path string, n int) []string {
