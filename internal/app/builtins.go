@@ -181,12 +181,16 @@ func fileSink(s config.Sink, logger *slog.Logger) (audit.Sink, error) {
 	return audit.NewFileSink(s.Path, audit.FileOptions{DisableFsync: s.Fsync != nil && !*s.Fsync, Logger: logger, MaxBytes: s.MaxBytes})
 }
 
-func syslogSink(s config.Sink, _ *slog.Logger) (audit.Sink, error) {
+// syslogSink spools like httpSink (fsync'd, so that a required sink's
+// events are durable when Write returns) when spool_dir is set; a required
+// sink without one sends synchronously.
+func syslogSink(s config.Sink, logger *slog.Logger) (audit.Sink, error) {
 	u, err := url.Parse(s.Address)
 	if err != nil {
 		return nil, fmt.Errorf("syslog address: %w", err)
 	}
-	o := audit.SyslogOptions{Network: u.Scheme, Address: u.Host, Format: s.Format}
+	o := audit.SyslogOptions{Network: u.Scheme, Address: u.Host, Format: s.Format, Logger: logger,
+		SpoolDir: s.SpoolDir, MaxSpoolBytes: s.MaxSpoolBytes, OnFull: s.OnFull, SpoolFsync: true}
 	if u.Scheme == "tls" && s.CAFile != "" {
 		pem, err := os.ReadFile(s.CAFile)
 		if err != nil {

@@ -157,13 +157,16 @@ type Sink struct {
 	CAFile string `yaml:"ca_file"`
 	// Format: syslog json|cef; http json|ndjson|splunk-hec.
 	Format string `yaml:"format"`
-	// http: endpoint, token by reference, on-disk spool.
-	URL           string `yaml:"url"`
-	TokenFile     string `yaml:"token_file"`
-	TokenEnv      string `yaml:"token_env"`
+	// http: endpoint, token by reference.
+	URL       string `yaml:"url"`
+	TokenFile string `yaml:"token_file"`
+	TokenEnv  string `yaml:"token_env"`
+	// http and syslog: the on-disk spool events wait in while the receiver
+	// is down. Required for http and for a best-effort syslog sink; a
+	// required syslog sink without one sends synchronously.
 	SpoolDir      string `yaml:"spool_dir"`
 	MaxSpoolBytes int64  `yaml:"max_spool_bytes"`
-	// OnFull is what a full http spool does: fail (reject new events; a
+	// OnFull is what a full spool does: fail (reject new events; a
 	// required sink then fails the request) or drop_oldest (discard the
 	// oldest, with an audit.gap event). Default: fail for required sinks,
 	// drop_oldest for best-effort ones.

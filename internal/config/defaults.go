@@ -88,7 +88,7 @@ func (c *Config) SetDefaults() {
 			req := k.Type == "file"
 			k.Required = &req
 		}
-		if k.Type == "http" && k.OnFull == "" {
+		if (k.Type == "http" || (k.Type == "syslog" && k.SpoolDir != "")) && k.OnFull == "" {
 			k.OnFull = "drop_oldest"
 			if *k.Required {
 				k.OnFull = "fail"

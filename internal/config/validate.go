@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -182,6 +183,7 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	spoolDirs := map[string]int{} // spool_dir → index of the sink using it
 	for i, k := range c.Audit.Sinks {
 		path := fmt.Sprintf("audit.sinks[%d]", i)
 		if k.Type == "" {
@@ -203,6 +205,14 @@ func (c *Config) Validate() error {
 				add(path+".format", "want json or cef")
 			}
 			checkFile(k.CAFile, path+".ca_file", add)
+			if k.SpoolDir == "" {
+				if k.Required == nil || !*k.Required {
+					add(path+".spool_dir", "required for a best-effort syslog sink (events wait there while the collector is down)")
+				}
+				if k.OnFull != "" || k.MaxSpoolBytes != 0 {
+					add(path, "on_full and max_spool_bytes need a spool_dir")
+				}
+			}
 		case "http":
 			if u, err := url.Parse(k.URL); err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
 				add(path+".url", "want an https URL (http only on loopback)")
@@ -216,8 +226,18 @@ func (c *Config) Validate() error {
 			if k.TokenFile != "" && k.TokenEnv != "" {
 				add(path, "token_file and token_env are exclusive")
 			}
+		}
+		if k.Type == "http" || k.Type == "syslog" {
 			if k.OnFull != "" && k.OnFull != "fail" && k.OnFull != "drop_oldest" {
 				add(path+".on_full", "want fail or drop_oldest")
+			}
+			if k.MaxSpoolBytes < 0 {
+				add(path+".max_spool_bytes", "must not be negative (0: 256 MiB)")
+			}
+			if j, ok := spoolDirs[filepath.Clean(k.SpoolDir)]; ok && k.SpoolDir != "" {
+				add(path+".spool_dir", "also used by audit.sinks[%d]; each sink needs its own spool", j)
+			} else if k.SpoolDir != "" {
+				spoolDirs[filepath.Clean(k.SpoolDir)] = i
 			}
 		}
 		checkFile(k.TokenFile, path+".token_file", add)
