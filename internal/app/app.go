@@ -401,8 +401,8 @@ func (l leaseAdapter) Issue(ctx context.Context, r broker.LeaseRequest) (core.Le
 func (l leaseAdapter) Renew(ctx context.Context, id string, ttl time.Duration, by core.Principal) (core.Lease, error) {
 	return l.m.Renew(ctx, id, ttl, by)
 }
-func (l leaseAdapter) Revoke(ctx context.Context, id string) (core.Lease, error) {
-	return l.m.Revoke(ctx, id)
+func (l leaseAdapter) Revoke(ctx context.Context, x core.Lease) (core.Lease, error) {
+	return l.m.RevokeLease(ctx, x)
 }
 func (l leaseAdapter) ForceRevoke(ctx context.Context, id string) (core.Lease, error) {
 	return l.m.ForceRevoke(ctx, id)

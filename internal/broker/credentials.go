@@ -16,7 +16,8 @@ type Leases interface {
 	Issue(ctx context.Context, r LeaseRequest) (core.Lease, core.Credential, error)
 	// Renew extends a lease; by is the caller, named in the audit event.
 	Renew(ctx context.Context, id string, ttl time.Duration, by core.Principal) (core.Lease, error)
-	Revoke(ctx context.Context, id string) (core.Lease, error)
+	// Revoke revokes l, as just read with Get (saving a second read).
+	Revoke(ctx context.Context, l core.Lease) (core.Lease, error)
 	ForceRevoke(ctx context.Context, id string) (core.Lease, error)
 	RevokeMatching(ctx context.Context, f store.LeaseFilter) (int, error)
 	Get(ctx context.Context, id string) (core.Lease, error)

@@ -77,7 +77,7 @@ func (b *Broker) RenewLease(ctx context.Context, a LeaseAction) (core.Lease, err
 
 // RevokeLease revokes a lease now; revoking a revoked lease succeeds.
 func (b *Broker) RevokeLease(ctx context.Context, a LeaseAction) (core.Lease, error) {
-	_, _, _, admin, err := b.leaseFor(ctx, a)
+	l, _, _, admin, err := b.leaseFor(ctx, a)
 	if err != nil {
 		return core.Lease{}, err
 	}
@@ -87,7 +87,7 @@ func (b *Broker) RevokeLease(ctx context.Context, a LeaseAction) (core.Lease, er
 		}
 		return b.o.Leases.ForceRevoke(ctx, a.LeaseID)
 	}
-	return b.o.Leases.Revoke(ctx, a.LeaseID)
+	return b.o.Leases.Revoke(ctx, l)
 }
 
 // ListLeases lists the caller's leases; an admin may list everyone's with

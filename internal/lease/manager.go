@@ -152,21 +152,42 @@ func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.C
 	}
 	_, renewer := is.(issuer.Renewer)
 	act.Renewable = res.Renewable && renewer
-	if ok, err := m.o.Store.UpdateLease(ctx, act, core.LeasePending); err != nil || !ok {
+	ev.LeaseID, ev.Outcome = l.ID, audit.OutcomeSuccess
+	ev.Details["expires_at"] = act.ExpiresAt.UTC().Format(time.RFC3339)
+	// The activation and the audit record go to different durable
+	// writers: write them at once, so the caller waits for the slower of
+	// two commits instead of their sum. The credential is returned only
+	// when both hold; the pending lease already guarantees that the
+	// credential is removed whatever happens from here.
+	var activated bool
+	var actErr error
+	stored := make(chan struct{})
+	go func() {
+		activated, actErr = m.o.Store.UpdateLease(ctx, act, core.LeasePending)
+		close(stored)
+	}()
+	auditErr := m.recordAll(ctx, append(r.Preceding, ev)...)
+	<-stored
+	if actErr != nil || !activated {
 		// Revoked meanwhile (kill switch) or the store failed: the
 		// credential must not outlive this call.
 		m.revokeNow(ctx, act, "issue failed")
-		if err == nil {
-			err = errors.New("lease was revoked while being issued")
+		if actErr == nil {
+			actErr = errors.New("lease was revoked while being issued")
 		}
-		return fail(l, audit.OutcomeFailure, core.E(core.KindUnavailable, "", "lease could not be activated", err))
+		ce := core.E(core.KindUnavailable, "", "lease could not be activated", actErr)
+		if auditErr == nil {
+			// The record already says issued: say that it was not.
+			ev.Outcome, ev.Error = audit.OutcomeFailure, ce.Error()
+			m.record(ctx, ev)
+			return core.Lease{}, nil, ce
+		}
+		return fail(l, audit.OutcomeFailure, ce)
 	}
-	ev.LeaseID, ev.Outcome = l.ID, audit.OutcomeSuccess
-	ev.Details["expires_at"] = act.ExpiresAt.UTC().Format(time.RFC3339)
-	if err := m.recordAll(ctx, append(r.Preceding, ev)...); err != nil {
+	if auditErr != nil {
 		// Fail closed: a credential nobody can account for must not exist.
 		m.revokeNow(ctx, act, "audit unavailable")
-		return core.Lease{}, nil, core.E(core.KindUnavailable, "", "audit log unavailable", err)
+		return core.Lease{}, nil, core.E(core.KindUnavailable, "", "audit log unavailable", auditErr)
 	}
 	act.IssuerData = nil
 	return act, res.Credential, nil
@@ -347,8 +368,17 @@ func (m *Manager) Revoke(ctx context.Context, id string) (core.Lease, error) {
 	if err != nil {
 		return core.Lease{}, err
 	}
+	return m.RevokeLease(ctx, l)
+}
+
+// RevokeLease is Revoke for a lease the caller has just read with Get (the
+// API checks its owner first), saving a second read. A stale l is safe: the
+// claim is a compare-and-set from l.State, and when it loses, the lease is
+// returned as stored.
+func (m *Manager) RevokeLease(ctx context.Context, l core.Lease) (core.Lease, error) {
 	switch l.State {
 	case core.LeaseRevoked, core.LeaseRevoking:
+		l.IssuerData = nil
 		return l, nil
 	}
 	out, err := m.revokeNow(ctx, l, "requested")

@@ -279,6 +279,14 @@ func (m *Manager) attempt(ctx context.Context, c core.Lease, reason string) core
 		ev.Details = map[string]any{"attempts": c.Attempts, "state": string(c.State), "next_attempt_at": c.NextAttempt.UTC().Format(time.RFC3339)}
 		m.o.Logger.Warn("lease: revocation failed", "lease", c.ID, "target", c.Target, "attempts", c.Attempts, "err", err)
 	}
+	// The outcome goes to the lease store and the audit record, two
+	// durable writers: write both at once and return when both are done,
+	// so the caller waits for the slower commit instead of their sum.
+	recorded := make(chan struct{})
+	go func() {
+		m.record(ctx, ev)
+		close(recorded)
+	}()
 	if ok, uerr := m.o.Store.UpdateLease(ctx, c, core.LeaseRevoking); uerr != nil {
 		m.o.Logger.Error("lease: record revocation", "lease", c.ID, "err", uerr)
 	} else if !ok {
@@ -287,7 +295,7 @@ func (m *Manager) attempt(ctx context.Context, c core.Lease, reason string) core
 			c = cur
 		}
 	}
-	m.record(ctx, ev)
+	<-recorded
 	c.IssuerData = nil
 	return c
 }
