@@ -304,7 +304,10 @@ func openAudit(ctx context.Context, cfg *config.Config, km *keys.Manager, o Opti
 	}
 	ck, _ := signer.(ed25519.PrivateKey)
 	var sinks []audit.SinkConfig
-	var resume *audit.Event
+	resume, err := spoolResume(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	for i, s := range cfg.Audit.Sinks {
 		sk, err := sinkTypes[s.Type](s, o.Logger)
 		if fs, ok := sk.(*audit.FileSink); ok {
@@ -330,6 +333,30 @@ func openAudit(ctx context.Context, cfg *config.Config, km *keys.Manager, o Opti
 	}
 	l, err := audit.NewLog(audit.Options{Sinks: sinks, Now: o.Now, Resume: resume, Logger: o.Logger, FingerprintKey: fp, CheckpointKey: ck, Registerer: reg})
 	return l, files, err
+}
+
+// spoolResume returns, when there is no unfiltered file record to resume
+// the chain from, the newest last event of the unfiltered sinks' spools,
+// so that the chain does not restart at seq 1. It runs before the sinks
+// open their spools (their senders empty a drained spool).
+func spoolResume(cfg *config.Config) (*audit.Event, error) {
+	if auditFile(cfg) != "" {
+		return nil, nil
+	}
+	var resume *audit.Event
+	for _, s := range cfg.Audit.Sinks {
+		if s.SpoolDir == "" || len(s.Types) > 0 || len(s.Outcomes) > 0 {
+			continue
+		}
+		e, err := audit.LastSpooledEvent(s.SpoolDir)
+		if err != nil {
+			return nil, fmt.Errorf("audit: resume: %w", err)
+		}
+		if e != nil && (resume == nil || e.Seq > resume.Seq) {
+			resume = e
+		}
+	}
+	return resume, nil
 }
 
 func buildIdentities(ctx context.Context, cfg *config.Config, d deps, km *keys.Manager) (*identity.Router, error) {

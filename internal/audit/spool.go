@@ -392,7 +392,7 @@ func (s *spool) run(ctx context.Context) {
 			continue
 		}
 		backoff = 0
-		if err := s.advance(); err != nil {
+		if err := s.advance(lines); err != nil {
 			s.so.Logger.Error("audit: "+s.so.Kind+" sink spool offset", "sink", s.so.Name, "err", err)
 		}
 	}
@@ -422,10 +422,10 @@ func (s *spool) readBatch(off, size int64) ([][]byte, int64, error) {
 	return lines, n, nil
 }
 
-// advance records the in-flight bytes delivered, ends the full state once
-// half the bound is free (as write does, so that a quiet sink's alert does
-// not stay on) and empties a drained spool.
-func (s *spool) advance() error {
+// advance records the in-flight bytes (the lines delivered) delivered,
+// ends the full state once half the bound is free (as write does, so that
+// a quiet sink's alert does not stay on) and empties a drained spool.
+func (s *spool) advance(delivered [][]byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.off += s.inflight
@@ -436,6 +436,13 @@ func (s *spool) advance() error {
 		s.so.Logger.Info("audit: "+s.so.Kind+" sink spool has room again", "sink", s.so.Name)
 	}
 	if s.off == s.size {
+		// The last event goes with the emptied spool: keep it to resume
+		// the chain from (LastSpooledEvent).
+		if l := lastChained(delivered); l != nil {
+			if err := s.saveLast(l); err != nil {
+				return err
+			}
+		}
 		if err := s.file.Truncate(0); err != nil {
 			return err
 		}
