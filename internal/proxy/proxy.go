@@ -172,6 +172,7 @@ func New(o Options) (*Handler, error) {
 			ModifyResponse: tt.modifyResponse,
 			ErrorHandler:   tt.upstreamError,
 			ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
+			BufferPool:     copyBuffers,
 		}
 		h.targets[t.Name] = tt
 	}
@@ -191,6 +192,26 @@ func NewTransport() *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// copyBuffers lends ReverseProxy its response copy buffers: without a
+// pool it allocates 32 KiB per request, most of the proxy's garbage.
+var copyBuffers httputil.BufferPool = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		buf = buf[:cap(buf)]
+		b.p.Put(&buf)
 	}
 }
 
@@ -347,10 +368,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out.Body = http.NoBody
 	}
 	// No protocol switches: an upgraded connection would escape policy,
-	// limits and accounting.
-	out.Header = r.Header.Clone()
-	out.Header.Del("Upgrade")
-	out.Header.Del("Connection")
+	// limits and accounting. (ReverseProxy clones the headers it sends, so
+	// a copy is made here only when there is something to remove.)
+	if _, up := r.Header["Upgrade"]; up || r.Header["Connection"] != nil {
+		out.Header = r.Header.Clone()
+		out.Header.Del("Upgrade")
+		out.Header.Del("Connection")
+	}
 	cw := &countingWriter{ResponseWriter: w}
 	t.rp.ServeHTTP(cw, out)
 

@@ -350,6 +350,37 @@ func TestAbsoluteFormRequestIsRefused(t *testing.T) {
 	}
 }
 
+func TestProtocolUpgradeIsNotForwarded(t *testing.T) {
+	var hits atomic.Int64
+	up := echoUpstream(t, &hits)
+	f := newFixture(t, &fakeBroker{}, echoTarget(up.URL))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.front.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /proxy/echo/v1/models/x HTTP/1.1\r\nHost: stint\r\nAuthorization: Bearer %s\r\n"+
+		"Connection: Upgrade, X-Team\r\nUpgrade: websocket\r\nX-Team: support\r\n\r\n", agentToken)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, out)
+	}
+	var got struct{ Headers map[string]string }
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"Upgrade", "Connection"} {
+		if v, ok := got.Headers[h]; ok {
+			t.Errorf("header %s forwarded upstream: %q", h, v)
+		}
+	}
+}
+
 func TestRedirectIsPassedBackNotFollowed(t *testing.T) {
 	var otherHits atomic.Int64
 	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { otherHits.Add(1) }))
