@@ -92,8 +92,11 @@ type LeaseFilter struct {
 	Role     string
 	Rule     string
 	States   []core.LeaseState
-	Limit    int // 0: no limit
-	AfterID  string
+	// ExpiresAfter, when set, keeps only leases that expire after it (the
+	// SSH KRL needs revoked leases that are still valid, not all of them).
+	ExpiresAfter time.Time
+	Limit        int // 0: no limit
+	AfterID      string
 }
 
 // Finding is one static credential in the inventory: where it is, what

@@ -459,7 +459,7 @@ func (is *Issuer) buildKRL(ctx context.Context) ([]byte, error) {
 	now := is.cfg.Now()
 	var serials []uint64
 	if is.cfg.Leases != nil {
-		ls, err := is.cfg.Leases.ListLeases(ctx, store.LeaseFilter{Target: is.cfg.Name,
+		ls, err := is.cfg.Leases.ListLeases(ctx, store.LeaseFilter{Target: is.cfg.Name, ExpiresAfter: now,
 			States: []core.LeaseState{core.LeaseRevoking, core.LeaseRevoked, core.LeaseFailed}})
 		if err != nil {
 			return nil, fmt.Errorf("sshcert %s: list revoked leases: %w", is.cfg.Name, err)

@@ -456,6 +456,7 @@ func filterFixture(t *testing.T, s store.Store) {
 			l.Provider = "gha"
 			l.Rule = "r1"
 			l.IssuedAt = base.Add(2 * time.Second)
+			l.ExpiresAt = base.Add(2 * time.Hour)
 		}),
 		lease("d", func(l *core.Lease) {
 			l.Subject = "s2"
@@ -489,6 +490,11 @@ func testListFilters(t *testing.T, s store.Store) {
 		{"states", store.LeaseFilter{States: []core.LeaseState{core.LeaseRevoked, core.LeaseFailed}}, []string{"b", "d"}},
 		{"combined", store.LeaseFilter{Subject: "s2", Human: "alice", States: []core.LeaseState{core.LeaseActive}}, []string{"c"}},
 		{"no match", store.LeaseFilter{Subject: "nobody"}, []string{}},
+		{"expires after", store.LeaseFilter{ExpiresAfter: base.Add(90 * time.Minute)}, []string{"c"}},
+		{"expires after is strict", store.LeaseFilter{ExpiresAfter: base.Add(time.Hour)}, []string{"c"}},
+		{"expires after, all", store.LeaseFilter{ExpiresAfter: base.Add(time.Minute)}, []string{"a", "b", "c", "d"}},
+		{"expires after and states", store.LeaseFilter{ExpiresAfter: base.Add(time.Minute), States: []core.LeaseState{core.LeaseRevoked, core.LeaseFailed}}, []string{"b", "d"}},
+		{"expires after, far future", store.LeaseFilter{ExpiresAfter: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)}, []string{}},
 		{"limit", store.LeaseFilter{Target: "db", Limit: 2}, []string{"a", "b"}},
 	}
 	for _, tc := range cases {

@@ -250,7 +250,23 @@ func filterSQL(f store.LeaseFilter) ([]string, []any) {
 			args = append(args, string(s))
 		}
 	}
+	if !f.ExpiresAfter.IsZero() {
+		where = append(where, `expires_at > ?`)
+		args = append(args, clampNanos(f.ExpiresAfter))
+	}
 	return where, args
+}
+
+// clampNanos is t in the store's nanoseconds, clamped to the storable
+// range, for comparisons (a bound far in the past or future still works).
+func clampNanos(t time.Time) int64 {
+	switch {
+	case t.Before(minTime):
+		return minTime.UnixNano()
+	case t.After(maxTime):
+		return maxTime.UnixNano()
+	}
+	return t.UnixNano()
 }
 
 func whereSQL(terms []string) string {
