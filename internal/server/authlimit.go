@@ -86,3 +86,22 @@ func (s *Server) refuseIfBlocked(w http.ResponseWriter, r *http.Request, m broke
 	}
 	return false
 }
+
+// guard puts a handler the server does not own (the gateway under
+// /proxy/, the CA material) under the same invalid-identity limit as the
+// API: a blocked source gets 429, and each 401 it is answered counts as a
+// failure. Without it, a flood of bad tokens at /proxy/ would cost a
+// verification and an audit write each, unbounded.
+func (s *Server) guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m := meta(r)
+		if s.refuseIfBlocked(w, r, m) {
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		if sw.code == http.StatusUnauthorized && !m.LocalAdmin {
+			s.limiter.failed(m.Source)
+		}
+	})
+}

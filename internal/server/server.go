@@ -111,7 +111,7 @@ func New(o Options) *Server {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	}
 	for pattern, h := range o.Extra {
-		s.mux.Handle(pattern, h)
+		s.mux.Handle(pattern, s.guard(h))
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, core.E(core.KindNotFound, "", "no such endpoint", nil))
@@ -193,6 +193,10 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	w.wrote = true
 	return w.ResponseWriter.Write(b)
 }
+
+// Unwrap lets http.ResponseController reach the connection's writer
+// (the reverse proxy flushes and hijacks through it).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Flush keeps streaming responses streaming.
 func (w *statusWriter) Flush() {
