@@ -68,6 +68,7 @@ type committer struct {
 	once     sync.Once
 	commits  atomic.Uint64
 	writes   atomic.Uint64
+	stmts    stmtCache // used by the writer goroutine only
 }
 
 // request is one queued write and where its outcome goes. done has room
@@ -231,7 +232,7 @@ func (c *committer) runBatch(conn *sql.Conn, batch []*request, errs []error) (er
 		// idle store.
 		req := batch[0]
 		if errs[0] = req.ctx.Err(); errs[0] == nil {
-			errs[0] = req.fn(context.WithoutCancel(req.ctx), conn)
+			errs[0] = req.fn(context.WithoutCancel(req.ctx), cachedExecer{conn, &c.stmts})
 		}
 		if errs[0] != nil {
 			return errs[0]
@@ -273,7 +274,7 @@ func (c *committer) runBatch(conn *sql.Conn, batch []*request, errs []error) (er
 			return fmt.Errorf("savepoint: %w", err)
 		}
 		ran++
-		if errs[i] = req.fn(context.WithoutCancel(req.ctx), conn); errs[i] != nil {
+		if errs[i] = req.fn(context.WithoutCancel(req.ctx), cachedExecer{conn, &c.stmts}); errs[i] != nil {
 			// Undo only this write. If SQLite rolled the whole
 			// transaction back (I/O error, disk full), the savepoint is
 			// gone and the batch fails: earlier writes are lost too.
@@ -304,7 +305,7 @@ func (c *committer) runPlain(conn *sql.Conn, batch []*request, errs []error) (in
 			errs[i] = err
 			continue
 		}
-		if err := req.fn(context.WithoutCancel(req.ctx), conn); err != nil {
+		if err := req.fn(context.WithoutCancel(req.ctx), cachedExecer{conn, &c.stmts}); err != nil {
 			return ran, false
 		}
 		ran++
@@ -319,10 +320,24 @@ func isNoTx(err error) bool {
 }
 
 // close stops accepting writes, lets the writer finish the queued ones,
-// and waits for it.
+// waits for it, and finalizes its cached statements.
 func (c *committer) close() {
 	c.once.Do(func() { close(c.quit) })
 	<-c.stopped
+	if len(c.stmts.stmts) == 0 {
+		return
+	}
+	conn, err := c.w.Conn(context.Background())
+	if err != nil {
+		return // the pool is closed: the statements went with it
+	}
+	defer conn.Close()
+	_ = conn.Raw(func(dc any) error {
+		if dc == c.stmts.conn {
+			c.stmts.closeAll()
+		}
+		return nil
+	})
 }
 
 func (c *committer) stats() GroupStats {
