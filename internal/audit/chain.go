@@ -36,6 +36,16 @@ var GenesisHash = strings.Repeat("0", 64)
 
 // canonicalJSON encodes e in the canonical form (no trailing newline).
 func canonicalJSON(e *Event) ([]byte, error) {
+	if b, err := appendEvent(make([]byte, 0, 1024), e); err == nil {
+		return b, nil
+	}
+	return canonicalJSONReflect(e)
+}
+
+// canonicalJSONReflect is the definition appendEvent must match: the
+// event as encoding/json's Encoder writes it, without the newline. It
+// also encodes what appendEvent leaves to it.
+func canonicalJSONReflect(e *Event) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	if err := enc.Encode(e); err != nil {

@@ -1,0 +1,304 @@
+package audit
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// errSlowPath makes appendEvent give up on a value it does not encode
+// itself; canonicalJSON then uses encoding/json for the whole event.
+var errSlowPath = errors.New("audit: value needs encoding/json")
+
+// appendEvent appends e's canonical encoding: byte for byte what
+// encoding/json's Encoder writes for it (HTML-safe escaping, sorted map
+// keys, omitempty as tagged), without the trailing newline and without
+// reflection. It is the hash chain's input, so FuzzAppendEventMatchesEncodingJSON
+// holds it to encoding/json; values it does not handle (anything but
+// strings, bools, nil, json.Number, integers, floats, string slices and
+// nested maps and slices of those) return errSlowPath.
+func appendEvent(b []byte, e *Event) ([]byte, error) {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, e.Seq, 10)
+	b = append(b, `,"time":`...)
+	if y := e.Time.Year(); y < 0 || y > 9999 {
+		return nil, errSlowPath // encoding/json reports the error
+	}
+	b = append(b, '"')
+	b = e.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	b = appendField(b, "id", e.ID, false)
+	b = appendField(b, "prev_hash", e.PrevHash, false)
+	b = appendField(b, "hash", e.Hash, false)
+	b = appendField(b, "type", e.Type, false)
+	b = appendField(b, "request_id", e.RequestID, true)
+	b = appendField(b, "source", e.Source, true)
+	var err error
+	for _, a := range []struct {
+		key   string
+		actor *Actor
+	}{{"principal", e.Principal}, {"human", e.Human}} {
+		if a.actor == nil {
+			continue
+		}
+		b = append(b, `,"`...)
+		b = append(b, a.key...)
+		b = append(b, `":`...)
+		if b, err = appendActor(b, a.actor); err != nil {
+			return nil, err
+		}
+	}
+	b = appendField(b, "target", e.Target, true)
+	b = appendField(b, "role", e.Role, true)
+	b = appendField(b, "lease_id", e.LeaseID, true)
+	b = appendField(b, "rule", e.Rule, true)
+	b = appendField(b, "reason", e.Reason, true)
+	b = appendField(b, "outcome", e.Outcome, false)
+	b = appendField(b, "error", e.Error, true)
+	if len(e.Details) > 0 {
+		b = append(b, `,"details":`...)
+		if b, err = appendMap(b, e.Details); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+func appendActor(b []byte, a *Actor) ([]byte, error) {
+	b = append(b, '{')
+	n := len(b)
+	b = appendField(b, "provider", a.Provider, true)
+	b = appendField(b, "kind", a.Kind, true)
+	b = appendField(b, "subject", a.Subject, true)
+	if len(a.Attributes) > 0 {
+		b = append(b, `,"attributes":`...)
+		var err error
+		if b, err = appendMap(b, a.Attributes); err != nil {
+			return nil, err
+		}
+	}
+	b = appendField(b, "token_id", a.TokenID, true)
+	if len(b) > n {
+		b = append(b[:n], b[n+1:]...) // the first field's leading comma
+	}
+	return append(b, '}'), nil
+}
+
+// appendField appends ,"key":"value" (nothing for an empty value when
+// omitEmpty).
+func appendField(b []byte, key, value string, omitEmpty bool) []byte {
+	if omitEmpty && value == "" {
+		return b
+	}
+	b = append(b, `,"`...)
+	b = append(b, key...)
+	b = append(b, `":`...)
+	return appendString(b, value)
+}
+
+func appendMap(b []byte, m map[string]any) ([]byte, error) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		var err error
+		if b, err = appendValue(b, m[k]); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+func appendValue(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case string:
+		return appendString(b, v), nil
+	case bool:
+		return strconv.AppendBool(b, v), nil
+	case json.Number:
+		if v == "" {
+			return append(b, '0'), nil
+		}
+		if !isJSONNumber(string(v)) {
+			return nil, errSlowPath
+		}
+		return append(b, v...), nil
+	case int:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case int64:
+		return strconv.AppendInt(b, v, 10), nil
+	case int32:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case uint64:
+		return strconv.AppendUint(b, v, 10), nil
+	case float64:
+		return appendFloat(b, v)
+	case []string:
+		if v == nil {
+			return append(b, "null"...), nil
+		}
+		b = append(b, '[')
+		for i, s := range v {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, s)
+		}
+		return append(b, ']'), nil
+	case []any:
+		if v == nil {
+			return append(b, "null"...), nil
+		}
+		b = append(b, '[')
+		for i, x := range v {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = appendValue(b, x); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
+	case map[string]any:
+		if v == nil {
+			return append(b, "null"...), nil
+		}
+		return appendMap(b, v)
+	}
+	return nil, errSlowPath
+}
+
+// appendFloat formats like encoding/json: shortest representation, 'e'
+// notation outside [1e-6, 1e21), and a two-digit exponent trimmed.
+func appendFloat(b []byte, f float64) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, errSlowPath
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	start := len(b)
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		n := len(b) - start
+		if n >= 4 && b[len(b)-4] == 'e' && b[len(b)-3] == '-' && b[len(b)-2] == '0' {
+			b[len(b)-2] = b[len(b)-1]
+			b = b[:len(b)-1]
+		}
+	}
+	return b, nil
+}
+
+// isJSONNumber reports whether s is a number in JSON's grammar:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func isJSONNumber(s string) bool {
+	i := 0
+	digits := func() int {
+		n := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		digits()
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString quotes s as encoding/json does with HTML escaping on:
+// <, > and & as \u003c, \u003e, \u0026; control characters as \n, \r,
+// \t, \b, \f or \u00XX; invalid UTF-8 as \ufffd; U+2028 and U+2029
+// escaped.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
