@@ -41,6 +41,16 @@ type NoCleanup interface {
 	NeedsNoCleanup()
 }
 
+// Remote is implemented by NoCleanup issuers whose Issue waits on a
+// network round trip (aws-sts calls STS). The lease manager then writes
+// the lease while the issuer works, instead of after it, so the caller
+// waits for the round trip or the lease's commit, whichever is longer,
+// and then for the audit record alone.
+type Remote interface {
+	NoCleanup
+	IssuesRemotely()
+}
+
 // Request asks for one credential.
 type Request struct {
 	LeaseID   string
@@ -62,6 +72,10 @@ type Result struct {
 	// ExpiresAt may shorten the lease (zero: the requested expiry).
 	ExpiresAt time.Time
 	Renewable bool
+	// Audit holds non-secret facts that identify the credential elsewhere
+	// (an AWS access key id for CloudTrail); they go into the details of
+	// its credential.issue audit event.
+	Audit map[string]any
 }
 
 // RevokeRequest asks to remove a credential.

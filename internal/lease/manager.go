@@ -106,6 +106,10 @@ func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.C
 		l.Human = r.Human.Subject
 	}
 	ev.Details = map[string]any{"ttl": ttl.String()}
+	limited := m.o.Limits.PerPrincipal > 0 || m.o.Limits.PerRole > 0
+	if _, remote := is.(issuer.Remote); remote && !limited {
+		return m.issueRemote(ctx, is, r, l, ev, fail)
+	}
 	if _, local := is.(issuer.NoCleanup); local {
 		return m.issueLocal(ctx, is, r, l, ev, fail)
 	}
@@ -154,6 +158,7 @@ func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.C
 	act.Renewable = res.Renewable && renewer
 	ev.LeaseID, ev.Outcome = l.ID, audit.OutcomeSuccess
 	ev.Details["expires_at"] = act.ExpiresAt.UTC().Format(time.RFC3339)
+	describe(&ev, res)
 	// The activation and the audit record go to different durable
 	// writers: write them at once, so the caller waits for the slower of
 	// two commits instead of their sum. The credential is returned only
@@ -239,6 +244,7 @@ func (m *Manager) issueLocal(ctx context.Context, is issuer.Issuer, r IssueReque
 	}
 	ev.LeaseID, ev.Outcome = l.ID, audit.OutcomeSuccess
 	ev.Details["expires_at"] = l.ExpiresAt.UTC().Format(time.RFC3339)
+	describe(&ev, res)
 	var createErr error
 	stored := make(chan struct{})
 	if limited {
@@ -270,6 +276,102 @@ func (m *Manager) issueLocal(ctx context.Context, is issuer.Issuer, r IssueReque
 	}
 	l.IssuerData = nil
 	return l, res.Credential, nil
+}
+
+// issueRemote issues from an issuer.Remote (no cleanup needed; Issue is a
+// network round trip): the lease is written, already active, while the
+// issuer works, so that its commit overlaps the round trip. A lease whose
+// credential then fails to come is marked revoked at once; a credential
+// whose lease failed is never returned. The credential is returned only
+// once the lease and the audit record are durable. What only the result
+// tells (the sealed issuer data, an earlier expiry) follows in a second,
+// unawaited update: until it commits the lease holds the requested
+// expiry, which is never earlier than the credential's.
+func (m *Manager) issueRemote(ctx context.Context, is issuer.Issuer, r IssueRequest, l core.Lease, ev audit.Event,
+	fail func(core.Lease, string, *core.Error) (core.Lease, core.Credential, error)) (core.Lease, core.Credential, error) {
+	l.State, l.NextAttempt = core.LeaseActive, time.Time{}
+	var createErr error
+	stored := make(chan struct{})
+	go func() {
+		createErr = m.create(ctx, l)
+		close(stored)
+	}()
+	ictx, cancel := context.WithTimeout(ctx, m.o.IssueTimeout)
+	res, err := is.Issue(ictx, issuer.Request{
+		LeaseID: l.ID, Role: r.Role, Principal: r.Principal, Human: r.Human, Rule: r.Rule,
+		IssuedAt: l.IssuedAt, ExpiresAt: l.ExpiresAt, Params: r.Params,
+	})
+	cancel()
+	<-stored
+	if err != nil {
+		if createErr == nil {
+			m.voidLease(ctx, l, "issue failed")
+		}
+		var ce *core.Error
+		if !errors.As(err, &ce) {
+			ce = core.E(core.KindUnavailable, "", fmt.Sprintf("target %s is unavailable", r.Target), err)
+		}
+		return fail(l, audit.OutcomeFailure, ce)
+	}
+	if createErr != nil {
+		return fail(l, audit.OutcomeFailure, core.E(core.KindUnavailable, "", "lease store unavailable", createErr))
+	}
+	final := l
+	sealed, err := m.seal(l.ID, res.Internal)
+	if err != nil {
+		m.voidLease(ctx, l, "cannot seal issuer data")
+		return fail(l, audit.OutcomeFailure, core.E(core.KindInternal, "", "cannot seal issuer data", err))
+	}
+	final.IssuerData = sealed
+	if !res.ExpiresAt.IsZero() && res.ExpiresAt.Before(final.ExpiresAt) {
+		final.ExpiresAt = res.ExpiresAt
+	}
+	_, renewer := is.(issuer.Renewer)
+	final.Renewable = res.Renewable && renewer
+	ev.LeaseID, ev.Outcome = l.ID, audit.OutcomeSuccess
+	ev.Details["expires_at"] = final.ExpiresAt.UTC().Format(time.RFC3339)
+	describe(&ev, res)
+	if err := m.recordAll(ctx, append(r.Preceding, ev)...); err != nil {
+		// Fail closed: the credential is not returned; mark its lease revoked.
+		m.revokeNow(ctx, l, "audit unavailable")
+		return core.Lease{}, nil, core.E(core.KindUnavailable, "", "audit log unavailable", err)
+	}
+	// Expiries from remote services have whole seconds: one a fraction of
+	// a second before the requested expiry needs no second write.
+	if len(final.IssuerData) > 0 || l.ExpiresAt.Sub(final.ExpiresAt) >= time.Second || final.Renewable != l.Renewable {
+		upd := final
+		upd.UpdatedAt = m.o.Now()
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			// A lease revoked meanwhile keeps its state: the compare-and-set fails.
+			if _, err := m.o.Store.UpdateLease(context.WithoutCancel(ctx), upd, core.LeaseActive); err != nil {
+				m.o.Logger.Warn("lease: record issuer data", "lease", upd.ID, "err", err)
+			}
+		}()
+	}
+	final.IssuerData = nil
+	return final, res.Credential, nil
+}
+
+// describe adds an issuer's non-secret facts about the credential to its
+// audit event, never replacing what the manager put there.
+func describe(ev *audit.Event, res issuer.Result) {
+	for k, v := range res.Audit {
+		if _, taken := ev.Details[k]; !taken {
+			ev.Details[k] = v
+		}
+	}
+}
+
+// voidLease marks a lease whose credential never came as revoked; there is
+// nothing at the target to remove.
+func (m *Manager) voidLease(ctx context.Context, l core.Lease, reason string) {
+	v := l
+	v.State, v.LastError, v.UpdatedAt = core.LeaseRevoked, reason, m.o.Now()
+	if _, err := m.o.Store.UpdateLease(context.WithoutCancel(ctx), v, core.LeaseActive); err != nil {
+		m.o.Logger.Error("lease: mark a lease without credential revoked", "lease", l.ID, "err", err)
+	}
 }
 
 // create checks the limits and stores the pending lease.

@@ -122,16 +122,6 @@ type role struct {
 	tags    map[string]*template.Template
 }
 
-// Internal is what a lease keeps to describe (not recall) the session; it
-// holds no secret.
-type Internal struct {
-	AccessKeyID    string    `json:"access_key_id"`
-	RoleARN        string    `json:"role_arn"`
-	SessionName    string    `json:"session_name"`
-	SourceIdentity string    `json:"source_identity,omitempty"`
-	Expiration     time.Time `json:"expiration"`
-}
-
 var (
 	roleARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$`)
 	policyARN      = regexp.MustCompile(`^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/[\w+=,.@/-]{1,512}$`)
@@ -388,17 +378,23 @@ func (i *Issuer) Issue(ctx context.Context, req issuer.Request) (issuer.Result, 
 		return issuer.Result{}, fmt.Errorf("aws-sts %s: STS returned no credentials", i.cfg.Name)
 	}
 	exp := creds.Expiration.UTC()
-	internal, _ := json.Marshal(Internal{
-		AccessKeyID: aws.ToString(creds.AccessKeyId), RoleARN: r.RoleARN, SessionName: s.name,
-		SourceIdentity: s.sourceIdentity, Expiration: exp,
-	})
+	// STS credentials cannot be recalled, so Revoke needs nothing and the
+	// lease keeps no issuer data; what identifies the session in
+	// CloudTrail (none of it secret) goes into the issue's audit event.
+	describe := map[string]any{
+		"access_key_id": aws.ToString(creds.AccessKeyId), "role_arn": r.RoleARN,
+		"session_name": s.name, "expiration": exp.Format(time.RFC3339),
+	}
+	if s.sourceIdentity != "" {
+		describe["source_identity"] = s.sourceIdentity
+	}
 	res := issuer.Result{
 		Credential: core.Credential{
 			"access_key_id": aws.ToString(creds.AccessKeyId), "secret_access_key": aws.ToString(creds.SecretAccessKey),
 			"session_token": aws.ToString(creds.SessionToken), "expiration": exp.Format(time.RFC3339),
 			"assumed_role_arn": assumed, "region": i.cfg.Region,
 		},
-		Internal:  internal,
+		Audit:     describe,
 		ExpiresAt: req.ExpiresAt,
 	}
 	if exp.Before(req.ExpiresAt) {
@@ -450,6 +446,11 @@ func (i *Issuer) stsError(op string, err error) error {
 // recalled one by one, they expire at their expiration. DenyPolicy is how
 // an operator cuts off every earlier session of a role.
 func (i *Issuer) Revoke(context.Context, issuer.RevokeRequest) error { return nil }
+
+// IssuesRemotely marks Issue as a round trip to STS (issuer.Remote).
+func (i *Issuer) IssuesRemotely() {}
+
+var _ issuer.Remote = (*Issuer)(nil)
 
 func policyDescriptors(arns []string) []types.PolicyDescriptorType {
 	var out []types.PolicyDescriptorType
