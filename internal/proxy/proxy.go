@@ -9,7 +9,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -96,23 +95,7 @@ type Handler struct {
 	pending   sync.WaitGroup
 	slots     chan struct{}
 	auditDown atomic.Bool
-
-	// verified caches principals by token digest for at most a minute (and
-	// never past the token's expiry): an agent sends the same token on
-	// every call, and its signature need not be checked each time.
-	mu       sync.Mutex
-	verified map[[32]byte]verifiedToken
 }
-
-type verifiedToken struct {
-	id    core.Principal
-	human *core.Principal
-	until time.Time
-}
-
-// verifiedTTL bounds how long a verified token is trusted without a new
-// check, e.g. after its signing key left the provider's JWKS.
-const verifiedTTL = time.Minute
 
 type target struct {
 	Target
@@ -138,8 +121,7 @@ func New(o Options) (*Handler, error) {
 	if o.Transport == nil {
 		o.Transport = NewTransport()
 	}
-	h := &Handler{b: o.Broker, targets: map[string]*target{}, now: o.Now, log: o.Logger, slots: make(chan struct{}, 1024),
-		verified: map[[32]byte]verifiedToken{}}
+	h := &Handler{b: o.Broker, targets: map[string]*target{}, now: o.Now, log: o.Logger, slots: make(chan struct{}, 1024)}
 	for _, t := range o.Targets {
 		if t.URL == nil || t.URL.Host == "" || (t.URL.Scheme != "http" && t.URL.Scheme != "https") {
 			return nil, fmt.Errorf("proxy: target %s: want an absolute http(s) URL", t.Name)
@@ -386,7 +368,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // authenticate takes the bearer token, or on a Unix socket without one
-// the kernel-reported peer credentials.
+// the kernel-reported peer credentials. The broker's identity cache
+// (server.verified_token_cache) spares a repeated token its signature check.
 func (h *Handler) authenticate(r *http.Request, m broker.Meta) (core.Principal, *core.Principal, error) {
 	tok, hasTok := bearer(r.Header.Get("Authorization"))
 	if !hasTok {
@@ -394,35 +377,7 @@ func (h *Handler) authenticate(r *http.Request, m broker.Meta) (core.Principal, 
 			return p.principal(), nil, nil
 		}
 	}
-	if tok == "" {
-		return h.b.Authenticate(r.Context(), m, tok)
-	}
-	key := sha256.Sum256([]byte(tok))
-	now := time.Now()
-	h.mu.Lock()
-	v, ok := h.verified[key]
-	h.mu.Unlock()
-	if ok && now.Before(v.until) {
-		return v.id, v.human, nil
-	}
-	id, human, err := h.b.Authenticate(r.Context(), m, tok)
-	if err != nil {
-		return id, human, err
-	}
-	until := now.Add(verifiedTTL)
-	if !id.ExpiresAt.IsZero() && id.ExpiresAt.Before(until) {
-		until = id.ExpiresAt
-	}
-	if human != nil && !human.ExpiresAt.IsZero() && human.ExpiresAt.Before(until) {
-		until = human.ExpiresAt
-	}
-	h.mu.Lock()
-	if len(h.verified) >= maxKeys {
-		clear(h.verified)
-	}
-	h.verified[key] = verifiedToken{id: id, human: human, until: until}
-	h.mu.Unlock()
-	return id, human, nil
+	return h.b.Authenticate(r.Context(), m, tok)
 }
 
 // record writes events after the response, bounded in number pending;
