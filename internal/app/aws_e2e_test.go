@@ -228,7 +228,14 @@ func TestAWSIAMToAssumeRole_LocalSTSSpeakingQueryXML_EndToEnd(t *testing.T) {
 				t.Errorf("audit event %s holds a secret", ev.Type)
 			}
 		}
-		issued = issued || ev.Type == audit.CredentialIssue && ev.LeaseID == lease
+		if ev.Type == audit.CredentialIssue && ev.LeaseID == lease && ev.Outcome == audit.OutcomeSuccess {
+			issued = true
+			// What finds the session in CloudTrail, none of it secret.
+			if ev.Details["access_key_id"] != cred["access_key_id"] || ev.Details["session_name"] != "ci-runner.i-0abc123" ||
+				ev.Details["role_arn"] == nil || ev.Details["expiration"] != cred["expiration"] {
+				t.Errorf("issue event details %v lack the session's identifiers", ev.Details)
+			}
+		}
 		revoked = revoked || ev.Type == audit.CredentialRevoke && ev.LeaseID == lease
 	})
 	if !issued || !revoked {

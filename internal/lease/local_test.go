@@ -78,28 +78,36 @@ func TestLocalIssueRecordsLeaseAndAuditOrReturnsNothing(t *testing.T) {
 			} else if err != nil || cred == nil || l.State != core.LeaseActive {
 				t.Fatalf("Issue = %+v, %v, %v", l, cred, err)
 			}
-			ls, err := fs.Store.ListLeases(context.Background(), store.LeaseFilter{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(ls) != tt.wantLeases || (len(ls) == 1 && ls[0].State != tt.wantState) {
-				t.Fatalf("leases = %+v, want %d in state %s", ls, tt.wantLeases, tt.wantState)
-			}
-			rec.mu.Lock()
-			var last *audit.Event
-			for i := range rec.events {
-				if rec.events[i].Type == audit.CredentialIssue {
-					last = &rec.events[i]
-				}
-			}
-			rec.mu.Unlock()
-			switch {
-			case tt.lastOutcome == "" && last != nil:
-				t.Fatalf("audit down, yet an event was kept: %+v", last)
-			case tt.lastOutcome != "" && (last == nil || last.Outcome != tt.lastOutcome):
-				t.Fatalf("last credential.issue event %+v, want outcome %q", last, tt.lastOutcome)
-			}
-			rec.assertNoSecret(t, "s3cretpassword-value")
+			assertIssueRecord(t, fs.Store, rec, tt.wantLeases, tt.wantState, tt.lastOutcome)
 		})
 	}
+}
+
+// assertIssueRecord checks what one Issue left behind: the leases in the
+// store (how many, and the state of the one there is) and the outcome of
+// the last credential.issue event ("" when the audit log kept none).
+func assertIssueRecord(t *testing.T, st store.Store, rec *recorder, leases int, state core.LeaseState, lastOutcome string) {
+	t.Helper()
+	ls, err := st.ListLeases(context.Background(), store.LeaseFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls) != leases || (len(ls) == 1 && ls[0].State != state) {
+		t.Fatalf("leases = %+v, want %d in state %s", ls, leases, state)
+	}
+	rec.mu.Lock()
+	var last *audit.Event
+	for i := range rec.events {
+		if rec.events[i].Type == audit.CredentialIssue {
+			last = &rec.events[i]
+		}
+	}
+	rec.mu.Unlock()
+	switch {
+	case lastOutcome == "" && last != nil:
+		t.Fatalf("audit down, yet an event was kept: %+v", last)
+	case lastOutcome != "" && (last == nil || last.Outcome != lastOutcome):
+		t.Fatalf("last credential.issue event %+v, want outcome %q", last, lastOutcome)
+	}
+	rec.assertNoSecret(t, "s3cretpassword-value")
 }

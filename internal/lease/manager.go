@@ -114,48 +114,30 @@ func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.C
 		return m.issueLocal(ctx, is, r, l, ev, fail)
 	}
 	if err := m.create(ctx, l); err != nil {
-		var ce *core.Error
-		if errors.As(err, &ce) && ce.Kind == core.KindRateLimited {
-			return fail(l, audit.OutcomeDenied, ce)
-		}
-		return fail(l, audit.OutcomeFailure, core.E(core.KindUnavailable, "", "lease store unavailable", err))
+		outcome, ce := storeOutcome(err)
+		return fail(l, outcome, ce)
 	}
 	if h := m.o.Hooks; h != nil && h.AfterPending != nil {
 		if err := h.AfterPending(l.ID); err != nil {
 			return core.Lease{}, nil, err
 		}
 	}
-	ictx, cancel := context.WithTimeout(ctx, m.o.IssueTimeout)
-	res, err := is.Issue(ictx, issuer.Request{
-		LeaseID: l.ID, Role: r.Role, Principal: r.Principal, Human: r.Human, Rule: r.Rule,
-		IssuedAt: l.IssuedAt, ExpiresAt: l.ExpiresAt, Params: r.Params,
-	})
-	cancel()
-	if err != nil {
+	res, ierr := m.callIssuer(ctx, is, r, l)
+	if ierr != nil {
 		m.revokeNow(ctx, l, "issue failed")
-		var ce *core.Error
-		if !errors.As(err, &ce) {
-			ce = core.E(core.KindUnavailable, "", fmt.Sprintf("target %s is unavailable", r.Target), err)
-		}
-		return fail(l, audit.OutcomeFailure, ce)
+		return fail(l, audit.OutcomeFailure, ierr)
 	}
 	if h := m.o.Hooks; h != nil && h.AfterIssue != nil {
 		if err := h.AfterIssue(l.ID); err != nil {
 			return core.Lease{}, nil, err
 		}
 	}
-	sealed, err := m.seal(l.ID, res.Internal)
-	if err != nil {
+	act, serr := m.settle(l, is, res)
+	if serr != nil {
 		m.revokeNow(ctx, l, "issue failed")
-		return fail(l, audit.OutcomeFailure, core.E(core.KindInternal, "", "cannot seal issuer data", err))
+		return fail(l, audit.OutcomeFailure, serr)
 	}
-	act := l
-	act.State, act.IssuerData, act.NextAttempt, act.UpdatedAt = core.LeaseActive, sealed, time.Time{}, m.o.Now()
-	if !res.ExpiresAt.IsZero() && res.ExpiresAt.Before(act.ExpiresAt) {
-		act.ExpiresAt = res.ExpiresAt
-	}
-	_, renewer := is.(issuer.Renewer)
-	act.Renewable = res.Renewable && renewer
+	act.UpdatedAt = m.o.Now()
 	ev.LeaseID, ev.Outcome = l.ID, audit.OutcomeSuccess
 	ev.Details["expires_at"] = act.ExpiresAt.UTC().Format(time.RFC3339)
 	describe(&ev, res)
@@ -205,35 +187,17 @@ func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.C
 // cost a durable write.
 func (m *Manager) issueLocal(ctx context.Context, is issuer.Issuer, r IssueRequest, l core.Lease, ev audit.Event,
 	fail func(core.Lease, string, *core.Error) (core.Lease, core.Credential, error)) (core.Lease, core.Credential, error) {
-	ictx, cancel := context.WithTimeout(ctx, m.o.IssueTimeout)
-	res, err := is.Issue(ictx, issuer.Request{
-		LeaseID: l.ID, Role: r.Role, Principal: r.Principal, Human: r.Human, Rule: r.Rule,
-		IssuedAt: l.IssuedAt, ExpiresAt: l.ExpiresAt, Params: r.Params,
-	})
-	cancel()
-	if err != nil {
-		var ce *core.Error
-		if !errors.As(err, &ce) {
-			ce = core.E(core.KindUnavailable, "", fmt.Sprintf("target %s is unavailable", r.Target), err)
-		}
-		return fail(l, audit.OutcomeFailure, ce)
+	res, ierr := m.callIssuer(ctx, is, r, l)
+	if ierr != nil {
+		return fail(l, audit.OutcomeFailure, ierr)
 	}
-	sealed, err := m.seal(l.ID, res.Internal)
-	if err != nil {
-		return fail(l, audit.OutcomeFailure, core.E(core.KindInternal, "", "cannot seal issuer data", err))
+	l, serr := m.settle(l, is, res)
+	if serr != nil {
+		return fail(l, audit.OutcomeFailure, serr)
 	}
-	l.State, l.IssuerData, l.NextAttempt = core.LeaseActive, sealed, time.Time{}
-	if !res.ExpiresAt.IsZero() && res.ExpiresAt.Before(l.ExpiresAt) {
-		l.ExpiresAt = res.ExpiresAt
-	}
-	_, renewer := is.(issuer.Renewer)
-	l.Renewable = res.Renewable && renewer
 	storeFailed := func(err error) (core.Lease, core.Credential, error) {
-		var ce *core.Error
-		if errors.As(err, &ce) && ce.Kind == core.KindRateLimited {
-			return fail(l, audit.OutcomeDenied, ce)
-		}
-		return fail(l, audit.OutcomeFailure, core.E(core.KindUnavailable, "", "lease store unavailable", err))
+		outcome, ce := storeOutcome(err)
+		return fail(l, outcome, ce)
 	}
 	limited := m.o.Limits.PerPrincipal > 0 || m.o.Limits.PerRole > 0
 	if limited {
@@ -296,38 +260,23 @@ func (m *Manager) issueRemote(ctx context.Context, is issuer.Issuer, r IssueRequ
 		createErr = m.create(ctx, l)
 		close(stored)
 	}()
-	ictx, cancel := context.WithTimeout(ctx, m.o.IssueTimeout)
-	res, err := is.Issue(ictx, issuer.Request{
-		LeaseID: l.ID, Role: r.Role, Principal: r.Principal, Human: r.Human, Rule: r.Rule,
-		IssuedAt: l.IssuedAt, ExpiresAt: l.ExpiresAt, Params: r.Params,
-	})
-	cancel()
+	res, ierr := m.callIssuer(ctx, is, r, l)
 	<-stored
-	if err != nil {
+	if ierr != nil {
 		if createErr == nil {
 			m.voidLease(ctx, l, "issue failed")
 		}
-		var ce *core.Error
-		if !errors.As(err, &ce) {
-			ce = core.E(core.KindUnavailable, "", fmt.Sprintf("target %s is unavailable", r.Target), err)
-		}
-		return fail(l, audit.OutcomeFailure, ce)
+		return fail(l, audit.OutcomeFailure, ierr)
 	}
 	if createErr != nil {
-		return fail(l, audit.OutcomeFailure, core.E(core.KindUnavailable, "", "lease store unavailable", createErr))
+		outcome, ce := storeOutcome(createErr)
+		return fail(l, outcome, ce)
 	}
-	final := l
-	sealed, err := m.seal(l.ID, res.Internal)
-	if err != nil {
+	final, serr := m.settle(l, is, res)
+	if serr != nil {
 		m.voidLease(ctx, l, "cannot seal issuer data")
-		return fail(l, audit.OutcomeFailure, core.E(core.KindInternal, "", "cannot seal issuer data", err))
+		return fail(l, audit.OutcomeFailure, serr)
 	}
-	final.IssuerData = sealed
-	if !res.ExpiresAt.IsZero() && res.ExpiresAt.Before(final.ExpiresAt) {
-		final.ExpiresAt = res.ExpiresAt
-	}
-	_, renewer := is.(issuer.Renewer)
-	final.Renewable = res.Renewable && renewer
 	ev.LeaseID, ev.Outcome = l.ID, audit.OutcomeSuccess
 	ev.Details["expires_at"] = final.ExpiresAt.UTC().Format(time.RFC3339)
 	describe(&ev, res)
@@ -352,6 +301,52 @@ func (m *Manager) issueRemote(ctx context.Context, is issuer.Issuer, r IssueRequ
 	}
 	final.IssuerData = nil
 	return final, res.Credential, nil
+}
+
+// callIssuer asks the target's issuer for the credential, within
+// IssueTimeout; a failure comes back as a *core.Error.
+func (m *Manager) callIssuer(ctx context.Context, is issuer.Issuer, r IssueRequest, l core.Lease) (issuer.Result, *core.Error) {
+	ictx, cancel := context.WithTimeout(ctx, m.o.IssueTimeout)
+	defer cancel()
+	res, err := is.Issue(ictx, issuer.Request{
+		LeaseID: l.ID, Role: r.Role, Principal: r.Principal, Human: r.Human, Rule: r.Rule,
+		IssuedAt: l.IssuedAt, ExpiresAt: l.ExpiresAt, Params: r.Params,
+	})
+	if err != nil {
+		var ce *core.Error
+		if !errors.As(err, &ce) {
+			ce = core.E(core.KindUnavailable, "", fmt.Sprintf("target %s is unavailable", r.Target), err)
+		}
+		return issuer.Result{}, ce
+	}
+	return res, nil
+}
+
+// settle returns l active with what the issuer's result says: its sealed
+// data, an earlier expiry, whether it can be renewed.
+func (m *Manager) settle(l core.Lease, is issuer.Issuer, res issuer.Result) (core.Lease, *core.Error) {
+	sealed, err := m.seal(l.ID, res.Internal)
+	if err != nil {
+		return l, core.E(core.KindInternal, "", "cannot seal issuer data", err)
+	}
+	l.State, l.IssuerData, l.NextAttempt = core.LeaseActive, sealed, time.Time{}
+	if !res.ExpiresAt.IsZero() && res.ExpiresAt.Before(l.ExpiresAt) {
+		l.ExpiresAt = res.ExpiresAt
+	}
+	_, renewer := is.(issuer.Renewer)
+	l.Renewable = res.Renewable && renewer
+	return l, nil
+}
+
+// storeOutcome turns a failed lease write into the audited outcome and
+// the caller's error: a hit limit is a denial, anything else the store
+// being unavailable.
+func storeOutcome(err error) (string, *core.Error) {
+	var ce *core.Error
+	if errors.As(err, &ce) && ce.Kind == core.KindRateLimited {
+		return audit.OutcomeDenied, ce
+	}
+	return audit.OutcomeFailure, core.E(core.KindUnavailable, "", "lease store unavailable", err)
 }
 
 // describe adds an issuer's non-secret facts about the credential to its
