@@ -141,20 +141,14 @@ func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.C
 	ev.LeaseID, ev.Outcome = l.ID, audit.OutcomeSuccess
 	ev.Details["expires_at"] = act.ExpiresAt.UTC().Format(time.RFC3339)
 	describe(&ev, res)
-	// The activation and the audit record go to different durable
-	// writers: write them at once, so the caller waits for the slower of
-	// two commits instead of their sum. The credential is returned only
-	// when both hold; the pending lease already guarantees that the
-	// credential is removed whatever happens from here.
+	// The credential is returned only when the activation and the record
+	// both hold; the pending lease already guarantees that the credential
+	// is removed whatever happens from here.
 	var activated bool
-	var actErr error
-	stored := make(chan struct{})
-	go func() {
-		activated, actErr = m.o.Store.UpdateLease(ctx, act, core.LeasePending)
-		close(stored)
-	}()
-	auditErr := m.recordAll(ctx, append(r.Preceding, ev)...)
-	<-stored
+	actErr, auditErr := m.withRecord(ctx, func() (err error) {
+		activated, err = m.o.Store.UpdateLease(ctx, act, core.LeasePending)
+		return err
+	}, append(r.Preceding, ev)...)
 	if actErr != nil || !activated {
 		// Revoked meanwhile (kill switch) or the store failed: the
 		// credential must not outlive this call.
@@ -209,22 +203,14 @@ func (m *Manager) issueLocal(ctx context.Context, is issuer.Issuer, r IssueReque
 	ev.LeaseID, ev.Outcome = l.ID, audit.OutcomeSuccess
 	ev.Details["expires_at"] = l.ExpiresAt.UTC().Format(time.RFC3339)
 	describe(&ev, res)
-	var createErr error
-	stored := make(chan struct{})
-	if limited {
-		close(stored)
-	} else {
-		// The lease and the audit record go to different durable writers:
-		// write them at once, so the caller waits for the slower of two
-		// commits instead of their sum. The credential is returned only
-		// when both hold.
-		go func() {
-			createErr = m.create(ctx, l)
-			close(stored)
-		}()
-	}
-	auditErr := m.recordAll(ctx, append(r.Preceding, ev)...)
-	<-stored
+	// The credential is returned only when the lease and the record both
+	// hold (with a limit, the lease is stored already).
+	createErr, auditErr := m.withRecord(ctx, func() error {
+		if limited {
+			return nil
+		}
+		return m.create(ctx, l)
+	}, append(r.Preceding, ev)...)
 	switch {
 	case createErr != nil && auditErr == nil:
 		// The record already says issued: say at once that it was not.
@@ -301,6 +287,20 @@ func (m *Manager) issueRemote(ctx context.Context, is issuer.Issuer, r IssueRequ
 	}
 	final.IssuerData = nil
 	return final, res.Credential, nil
+}
+
+// withRecord runs write (a lease store write) and records events at the
+// same time, and returns when both are done. They go to different durable
+// writers, so the caller waits for the slower commit, not for their sum.
+func (m *Manager) withRecord(ctx context.Context, write func() error, events ...audit.Event) (writeErr, recordErr error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		writeErr = write()
+	}()
+	recordErr = m.recordAll(ctx, events...)
+	<-done
+	return writeErr, recordErr
 }
 
 // callIssuer asks the target's issuer for the credential, within

@@ -279,23 +279,23 @@ func (m *Manager) attempt(ctx context.Context, c core.Lease, reason string) core
 		ev.Details = map[string]any{"attempts": c.Attempts, "state": string(c.State), "next_attempt_at": c.NextAttempt.UTC().Format(time.RFC3339)}
 		m.o.Logger.Warn("lease: revocation failed", "lease", c.ID, "target", c.Target, "attempts", c.Attempts, "err", err)
 	}
-	// The outcome goes to the lease store and the audit record, two
-	// durable writers: write both at once and return when both are done,
-	// so the caller waits for the slower commit instead of their sum.
-	recorded := make(chan struct{})
-	go func() {
-		m.record(ctx, ev)
-		close(recorded)
-	}()
-	if ok, uerr := m.o.Store.UpdateLease(ctx, c, core.LeaseRevoking); uerr != nil {
+	// The outcome goes to the lease store and the audit record at once.
+	var stored bool
+	uerr, rerr := m.withRecord(ctx, func() (err error) {
+		stored, err = m.o.Store.UpdateLease(ctx, c, core.LeaseRevoking)
+		return err
+	}, ev)
+	if rerr != nil {
+		m.o.Logger.Error("lease: audit", "types", 1, "err", rerr)
+	}
+	if uerr != nil {
 		m.o.Logger.Error("lease: record revocation", "lease", c.ID, "err", uerr)
-	} else if !ok {
+	} else if !stored {
 		// Force-revoked meanwhile: the stored state stands.
 		if cur, gerr := m.o.Store.GetLease(ctx, c.ID); gerr == nil {
 			c = cur
 		}
 	}
-	<-recorded
 	c.IssuerData = nil
 	return c
 }
