@@ -60,17 +60,7 @@ func TestLocalIssueRecordsLeaseAndAuditOrReturnsNothing(t *testing.T) {
 			fs := &flakyStore{Store: openSQLite(t)}
 			loc := &localIssuer{fakeIssuer{live: map[string]bool{}}}
 			rec := &recorder{}
-			m, err := New(Options{
-				Store: fs, Issuers: map[string]issuer.Issuer{"s": loc}, TargetTypes: map[string]string{"s": "fake"},
-				Sealer: xorSealer{}, Audit: rec, Holder: "t1", Limits: tt.limits, IssueTimeout: time.Second,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			fs.failCreate.Store(tt.storeDown)
-			rec.fail.Store(tt.auditDown)
-			l, cred, err := m.Issue(context.Background(), IssueRequest{Target: "s", Role: "ro", Principal: bot, TTL: time.Minute,
-				Preceding: []audit.Event{{Type: audit.AuthSuccess, Outcome: audit.OutcomeSuccess}}})
+			_, l, cred, err := issueOnce(t, fs, loc, rec, tt.limits, tt.storeDown, tt.auditDown)
 			if tt.wantErr {
 				if core.KindOf(err) != core.KindUnavailable || cred != nil || l.ID != "" {
 					t.Fatalf("Issue = %+v, %v, %v; want no credential and an unavailable error", l, cred, err)
@@ -110,4 +100,23 @@ func assertIssueRecord(t *testing.T, st store.Store, rec *recorder, leases int, 
 		t.Fatalf("last credential.issue event %+v, want outcome %q", last, lastOutcome)
 	}
 	rec.assertNoSecret(t, "s3cretpassword-value")
+}
+
+// issueOnce makes a manager over st with iss as target "t" and issues one
+// credential, with the store's lease writes and the audit log failing as
+// asked.
+func issueOnce(t *testing.T, st *flakyStore, iss issuer.Issuer, rec *recorder, limits Limits, storeDown, auditDown bool) (*Manager, core.Lease, core.Credential, error) {
+	t.Helper()
+	m, err := New(Options{
+		Store: st, Issuers: map[string]issuer.Issuer{"t": iss}, TargetTypes: map[string]string{"t": "fake"},
+		Sealer: xorSealer{}, Audit: rec, Holder: "t1", Limits: limits, IssueTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.failCreate.Store(storeDown)
+	rec.fail.Store(auditDown)
+	l, cred, err := m.Issue(context.Background(), IssueRequest{Target: "t", Role: "ro", Principal: bot, TTL: time.Minute,
+		Preceding: []audit.Event{{Type: audit.AuthSuccess, Outcome: audit.OutcomeSuccess}}})
+	return m, l, cred, err
 }

@@ -69,17 +69,7 @@ func TestRemoteIssueWritesTheLeaseDuringTheRoundTrip(t *testing.T) {
 				rem.failIss = errors.New("sts: throttled")
 			}
 			rec := &recorder{}
-			m, err := New(Options{
-				Store: fs, Issuers: map[string]issuer.Issuer{"aws": rem}, TargetTypes: map[string]string{"aws": "aws-sts"},
-				Sealer: xorSealer{}, Audit: rec, Holder: "t1", IssueTimeout: time.Second,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			fs.failCreate.Store(tt.storeDown)
-			rec.fail.Store(tt.auditDown)
-			l, cred, err := m.Issue(context.Background(), IssueRequest{Target: "aws", Role: "ro", Principal: bot, TTL: time.Minute,
-				Preceding: []audit.Event{{Type: audit.AuthSuccess, Outcome: audit.OutcomeSuccess}}})
+			m, l, cred, err := issueOnce(t, fs, rem, rec, Limits{}, tt.storeDown, tt.auditDown)
 			if tt.wantErr {
 				if err == nil || cred != nil || l.ID != "" {
 					t.Fatalf("Issue = %+v, %v, %v; want no credential and an error", l, cred, err)
