@@ -189,8 +189,7 @@ func syslogSink(s config.Sink, logger *slog.Logger) (audit.Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("syslog address: %w", err)
 	}
-	o := audit.SyslogOptions{Network: u.Scheme, Address: u.Host, Format: s.Format, Logger: logger,
-		SpoolDir: s.SpoolDir, MaxSpoolBytes: s.MaxSpoolBytes, OnFull: s.OnFull, SpoolFsync: true}
+	o := audit.SyslogOptions{Network: u.Scheme, Address: u.Host, Format: s.Format, Logger: logger, SpoolOptions: spoolOf(s)}
 	if u.Scheme == "tls" && s.CAFile != "" {
 		pem, err := os.ReadFile(s.CAFile)
 		if err != nil {
@@ -205,10 +204,16 @@ func syslogSink(s config.Sink, logger *slog.Logger) (audit.Sink, error) {
 	return audit.NewSyslogSink(o)
 }
 
+// spoolOf is a sink's on-disk spool as configured; a spool is always
+// fsync'd, so that events survive a power loss, not only a crash.
+func spoolOf(s config.Sink) audit.SpoolOptions {
+	return audit.SpoolOptions{SpoolDir: s.SpoolDir, MaxSpoolBytes: s.MaxSpoolBytes, OnFull: s.OnFull, SpoolFsync: true}
+}
+
 func httpSink(s config.Sink, logger *slog.Logger) (audit.Sink, error) {
 	tok, err := secretRef(s.TokenFile, s.TokenEnv)
 	if err != nil {
 		return nil, err
 	}
-	return audit.NewHTTPSink(audit.HTTPOptions{URL: s.URL, Format: s.Format, Token: tok, SpoolDir: s.SpoolDir, MaxSpoolBytes: s.MaxSpoolBytes, OnFull: s.OnFull, SpoolFsync: true, Logger: logger})
+	return audit.NewHTTPSink(audit.HTTPOptions{URL: s.URL, Format: s.Format, Token: tok, Logger: logger, SpoolOptions: spoolOf(s)})
 }

@@ -81,8 +81,7 @@ func TestRecordGivesUpOnFullRequiredQueueWithinDeadline(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	ok := &memSink{}
-	hs, err := NewHTTPSink(HTTPOptions{URL: "http://127.0.0.1:1/in?token=SECRET", SpoolDir: t.TempDir(), Logger: quiet,
-		RetryMin: time.Hour}) // nothing listens: the http sink spools
+	hs, err := NewHTTPSink(HTTPOptions{URL: "http://127.0.0.1:1/in?token=SECRET", Logger: quiet, SpoolOptions: SpoolOptions{SpoolDir: t.TempDir(), RetryMin: time.Hour}}) // nothing listens: the http sink spools
 	if err != nil {
 		t.Fatal(err)
 	}

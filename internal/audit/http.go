@@ -26,28 +26,9 @@ type HTTPOptions struct {
 	Token string
 	// Client sends the requests; nil means a client with a 30s timeout.
 	Client *http.Client
-	// SpoolDir holds the on-disk spool (created 0700). Required.
-	SpoolDir string
-	// MaxSpoolBytes bounds the spool file; 0 means 256 MiB. What happens
-	// when a batch does not fit is OnFull.
-	MaxSpoolBytes int64
-	// OnFull is the full-spool policy: OnFullFail ("fail", also "") rejects
-	// the new events (Write fails; a required sink then fails the request,
-	// a best-effort sink loses them and the Log counts it) and, once there
-	// is room again, writes an audit.gap event for them; OnFullDropOldest
-	// ("drop_oldest") discards the oldest undelivered events, at least
-	// MaxSpoolBytes/16 at a time, and puts one audit.gap event in their
-	// place, so the receiver sees exactly which seqs it will never get.
-	OnFull string
-	// SpoolFsync fsyncs the spool on every Write, so events survive a power
-	// loss and not only a process crash.
-	SpoolFsync bool
-	// BatchEvents bounds the events per POST; 0 means 500.
-	BatchEvents int
-	// RetryMin and RetryMax bound the exponential backoff between failed
-	// POSTs; 0 means 1s and 1m.
-	RetryMin, RetryMax time.Duration
-	Logger             *slog.Logger
+	// SpoolOptions: SpoolDir is required.
+	SpoolOptions
+	Logger *slog.Logger
 	// Now stamps audit.gap events; nil means time.Now.
 	Now func() time.Time
 }
@@ -81,8 +62,7 @@ func NewHTTPSink(o HTTPOptions) (*HTTPSink, error) {
 	if s.client == nil {
 		s.client = &http.Client{Timeout: 30 * time.Second}
 	}
-	sp, err := newSpool(spoolOptions{Dir: o.SpoolDir, MaxBytes: o.MaxSpoolBytes, OnFull: o.OnFull, Fsync: o.SpoolFsync,
-		BatchEvents: o.BatchEvents, RetryMin: o.RetryMin, RetryMax: o.RetryMax, Logger: o.Logger, Now: o.Now,
+	sp, err := newSpool(spoolOptions{SpoolOptions: o.SpoolOptions, Logger: o.Logger, Now: o.Now,
 		Kind: "http", Name: s.Name()}, s.post)
 	if err != nil {
 		return nil, err

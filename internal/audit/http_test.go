@@ -78,8 +78,7 @@ func TestHTTPSinkDeliversEverythingAfterReceiverOutage(t *testing.T) {
 	// Reserve an address and leave it closed: the receiver is down.
 	addr := net.JoinHostPort("127.0.0.1", itoa(freePort(t, "tcp")))
 	spool := t.TempDir()
-	s, err := NewHTTPSink(HTTPOptions{URL: "http://" + addr + "/ingest", Format: "ndjson", SpoolDir: spool,
-		BatchEvents: 700, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Logger: quiet})
+	s, err := NewHTTPSink(HTTPOptions{URL: "http://" + addr + "/ingest", Format: "ndjson", Logger: quiet, SpoolOptions: SpoolOptions{SpoolDir: spool, BatchEvents: 700, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,8 +142,7 @@ func TestHTTPSinkFormats(t *testing.T) {
 			srv := &http.Server{Handler: rc}
 			go srv.Serve(ln)
 			defer srv.Close()
-			s, err := NewHTTPSink(HTTPOptions{URL: "http://" + ln.Addr().String(), Format: tc.format, Token: tc.token,
-				SpoolDir: t.TempDir(), RetryMin: 10 * time.Millisecond, Logger: quiet})
+			s, err := NewHTTPSink(HTTPOptions{URL: "http://" + ln.Addr().String(), Format: tc.format, Token: tc.token, Logger: quiet, SpoolOptions: SpoolOptions{SpoolDir: t.TempDir(), RetryMin: 10 * time.Millisecond}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,7 +170,7 @@ func TestHTTPSinkFormats(t *testing.T) {
 func TestHTTPSinkSpoolSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	addr := net.JoinHostPort("127.0.0.1", itoa(freePort(t, "tcp")))
-	o := HTTPOptions{URL: "http://" + addr, SpoolDir: dir, RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond, Logger: quiet}
+	o := HTTPOptions{URL: "http://" + addr, Logger: quiet, SpoolOptions: SpoolOptions{SpoolDir: dir, RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond}}
 	s, _ := NewHTTPSink(o)
 	l, _ := NewLog(Options{Logger: quiet, Sinks: []SinkConfig{{Sink: s, Required: true}}})
 	l.RecordAll(context.Background(), ev(AuthSuccess, 1), ev(AuthSuccess, 2))
@@ -201,7 +199,7 @@ func TestHTTPSinkSpoolSurvivesRestart(t *testing.T) {
 }
 
 func TestHTTPSinkSpoolIsBounded(t *testing.T) {
-	s, _ := NewHTTPSink(HTTPOptions{URL: "http://127.0.0.1:1", SpoolDir: t.TempDir(), MaxSpoolBytes: 2000, Logger: quiet})
+	s, _ := NewHTTPSink(HTTPOptions{URL: "http://127.0.0.1:1", Logger: quiet, SpoolOptions: SpoolOptions{SpoolDir: t.TempDir(), MaxSpoolBytes: 2000}})
 	defer s.Close()
 	e := ev(AuthSuccess, 1)
 	e.Seq, e.Hash = 1, GenesisHash

@@ -15,27 +15,46 @@ import (
 	"time"
 )
 
-// spoolOptions configures a spool; the fields mean what the same fields of
-// HTTPOptions mean, and zero values get the same defaults (see setDefaults).
-type spoolOptions struct {
-	Dir      string // created 0700
-	MaxBytes int64
-	OnFull   string
-	Fsync    bool // fsync on every write
-	// BatchEvents bounds the lines handed to deliver at once.
-	BatchEvents        int
+// SpoolOptions configure the on-disk spool in front of an http or syslog
+// sink.
+type SpoolOptions struct {
+	// SpoolDir holds the on-disk spool (created 0700).
+	SpoolDir string
+	// MaxSpoolBytes bounds the spool file; 0 means 256 MiB. What happens
+	// when a batch does not fit is OnFull.
+	MaxSpoolBytes int64
+	// OnFull is the full-spool policy: OnFullFail ("fail", also "") rejects
+	// the new events (Write fails; a required sink then fails the request,
+	// a best-effort sink loses them and the Log counts it) and, once there
+	// is room again, writes an audit.gap event for them; OnFullDropOldest
+	// ("drop_oldest") discards the oldest undelivered events, at least
+	// MaxSpoolBytes/16 at a time, and puts one audit.gap event in their
+	// place, so the receiver sees exactly which seqs it will never get.
+	OnFull string
+	// SpoolFsync fsyncs the spool on every Write, so events survive a power
+	// loss and not only a process crash.
+	SpoolFsync bool
+	// BatchEvents bounds the events per delivery (POST or syslog batch); 0 means 500.
+	BatchEvents int
+	// RetryMin and RetryMax bound the exponential backoff between failed
+	// deliveries; 0 means 1s and 1m.
 	RetryMin, RetryMax time.Duration
-	Logger             *slog.Logger
-	Now                func() time.Time // stamps audit.gap events
-	// Kind ("http", "syslog") and Name (the sink's Name) label log lines
-	// and errors.
+}
+
+// spoolOptions is what a spool runs with: the sink's SpoolOptions, its
+// logger and clock, and the Kind ("http", "syslog") and Name (the sink's
+// Name) that label log lines and errors.
+type spoolOptions struct {
+	SpoolOptions
+	Logger     *slog.Logger
+	Now        func() time.Time // stamps audit.gap events
 	Kind, Name string
 }
 
 // setDefaults fills zero fields and checks OnFull.
 func (so *spoolOptions) setDefaults() error {
-	if so.MaxBytes <= 0 {
-		so.MaxBytes = 256 << 20
+	if so.MaxSpoolBytes <= 0 {
+		so.MaxSpoolBytes = 256 << 20
 	}
 	if so.BatchEvents <= 0 {
 		so.BatchEvents = 500
@@ -59,7 +78,7 @@ func (so *spoolOptions) setDefaults() error {
 	default:
 		return fmt.Errorf("audit: %s sink: on_full %q is not %s or %s", so.Kind, so.OnFull, OnFullFail, OnFullDropOldest)
 	}
-	if so.Dir == "" {
+	if so.SpoolDir == "" {
 		return fmt.Errorf("audit: %s sink: no spool dir", so.Kind)
 	}
 	return nil
@@ -104,7 +123,7 @@ type spool struct {
 	done   chan struct{}
 }
 
-// newSpool opens (or creates) the spool in so.Dir, cuts a torn last line,
+// newSpool opens (or creates) the spool in so.SpoolDir, cuts a torn last line,
 // and starts delivering what it holds.
 func newSpool(so spoolOptions, deliver deliverFunc) (*spool, error) {
 	if err := so.setDefaults(); err != nil {
@@ -113,10 +132,10 @@ func newSpool(so spoolOptions, deliver deliverFunc) (*spool, error) {
 	fail := func(err error) (*spool, error) {
 		return nil, fmt.Errorf("audit: %s sink: spool: %w", so.Kind, err)
 	}
-	if err := os.MkdirAll(so.Dir, 0o700); err != nil {
+	if err := os.MkdirAll(so.SpoolDir, 0o700); err != nil {
 		return fail(err)
 	}
-	f, err := os.OpenFile(filepath.Join(so.Dir, "spool.jsonl"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(so.SpoolDir, "spool.jsonl"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fail(err)
 	}
@@ -128,7 +147,7 @@ func newSpool(so spoolOptions, deliver deliverFunc) (*spool, error) {
 		f.Close()
 		return fail(err)
 	}
-	s := &spool{so: so, deliver: deliver, file: f, size: size, offF: filepath.Join(so.Dir, "spool.offset"),
+	s := &spool{so: so, deliver: deliver, file: f, size: size, offF: filepath.Join(so.SpoolDir, "spool.offset"),
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	if b, err := os.ReadFile(s.offF); err == nil {
 		if n, err := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64); err == nil && n >= 0 && n <= size {
@@ -166,11 +185,11 @@ func (s *spool) write(events []Event) error {
 		gapLine = s.failGap.line(s.so.Now)
 	}
 	need := int64(len(gapLine) + len(buf))
-	if s.size+need > s.so.MaxBytes {
+	if s.size+need > s.so.MaxSpoolBytes {
 		if err := s.makeRoom(need, events); err != nil {
 			return err
 		}
-	} else if s.full && s.size-s.off+need <= s.so.MaxBytes/2 {
+	} else if s.full && s.size-s.off+need <= s.so.MaxSpoolBytes/2 {
 		// Full until half drained, so that the alert does not flap.
 		s.full = false
 		s.so.Logger.Info("audit: "+s.so.Kind+" sink spool has room again", "sink", s.so.Name)
@@ -182,7 +201,7 @@ func (s *spool) write(events []Event) error {
 		_ = s.file.Truncate(s.size)
 		return fmt.Errorf("audit: %s sink: spool: %w", s.so.Kind, err)
 	}
-	if s.so.Fsync {
+	if s.so.SpoolFsync {
 		if err := s.file.Sync(); err != nil {
 			return fmt.Errorf("audit: %s sink: spool: %w", s.so.Kind, err)
 		}
@@ -208,14 +227,14 @@ func (s *spool) makeRoom(need int64, events []Event) error {
 		if err := s.compact(s.off+s.inflight, s.off+s.inflight, nil); err != nil {
 			return err
 		}
-		if s.size+need <= s.so.MaxBytes {
+		if s.size+need <= s.so.MaxSpoolBytes {
 			return nil
 		}
 	}
 	if !s.full {
 		s.full = true
 		s.so.Logger.Error("audit: "+s.so.Kind+" sink spool full", "sink", s.so.Name, "spool_bytes", s.size,
-			"max_spool_bytes", s.so.MaxBytes, "on_full", s.so.OnFull)
+			"max_spool_bytes", s.so.MaxSpoolBytes, "on_full", s.so.OnFull)
 	}
 	if s.so.OnFull == OnFullDropOldest {
 		if err := s.dropOldest(need); err == nil {
@@ -250,8 +269,8 @@ func (s *spool) dropOldest(need int64) error {
 	to := from
 	var g gapInfo
 	var lines int64
-	headroom := s.so.MaxBytes / 16
-	for s.inflight+gapLineReserve+(s.size-to)+need > s.so.MaxBytes-headroom {
+	headroom := s.so.MaxSpoolBytes / 16
+	for s.inflight+gapLineReserve+(s.size-to)+need > s.so.MaxSpoolBytes-headroom {
 		line, err := br.ReadBytes('\n')
 		if err == io.EOF {
 			break
@@ -263,7 +282,7 @@ func (s *spool) dropOldest(need int64) error {
 		lines++
 		g.add(line)
 	}
-	if s.inflight+gapLineReserve+(s.size-to)+need > s.so.MaxBytes {
+	if s.inflight+gapLineReserve+(s.size-to)+need > s.so.MaxSpoolBytes {
 		return errNoRoom
 	}
 	if lines == 0 {
@@ -407,7 +426,7 @@ func (s *spool) readBatch(off, size int64) ([][]byte, int64, error) {
 	var n int64
 	// A batch in flight cannot be dropped: keep it to a quarter of the
 	// spool so that drop_oldest always has room to work with.
-	maxBytes := min(4<<20, s.so.MaxBytes/4)
+	maxBytes := min(4<<20, s.so.MaxSpoolBytes/4)
 	for len(lines) < s.so.BatchEvents && (n == 0 || n < maxBytes) {
 		line, err := br.ReadBytes('\n')
 		if err == io.EOF {
@@ -431,7 +450,7 @@ func (s *spool) advance(delivered [][]byte) error {
 	s.off += s.inflight
 	s.events -= s.inflEvts
 	s.inflight, s.inflEvts = 0, 0
-	if s.full && s.size-s.off <= s.so.MaxBytes/2 {
+	if s.full && s.size-s.off <= s.so.MaxSpoolBytes/2 {
 		s.full = false
 		s.so.Logger.Info("audit: "+s.so.Kind+" sink spool has room again", "sink", s.so.Name)
 	}

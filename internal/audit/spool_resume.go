@@ -86,7 +86,7 @@ func lastChained(lines [][]byte) []byte {
 // saveLast keeps line in spool.last (written aside and renamed, so a crash
 // leaves the old or the new line).
 func (s *spool) saveLast(line []byte) error {
-	path := filepath.Join(s.so.Dir, lastFile)
+	path := filepath.Join(s.so.SpoolDir, lastFile)
 	if err := os.WriteFile(path+".tmp", append(append([]byte(nil), line...), '\n'), 0o600); err != nil {
 		return err
 	}

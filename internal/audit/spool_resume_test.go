@@ -32,7 +32,7 @@ func TestLogResumesFromSpool(t *testing.T) {
 				defer srv.Close()
 				url = srv.URL
 			}
-			o := HTTPOptions{URL: url, Format: "ndjson", SpoolDir: dir, RetryMin: time.Hour, Logger: quiet}
+			o := HTTPOptions{URL: url, Format: "ndjson", Logger: quiet, SpoolOptions: SpoolOptions{SpoolDir: dir, RetryMin: time.Hour}}
 			open := func(resume *Event) (*HTTPSink, *Log) {
 				s, err := NewHTTPSink(o)
 				if err != nil {

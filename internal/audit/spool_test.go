@@ -102,8 +102,7 @@ func TestHTTPSinkFullSpoolPolicy(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := net.JoinHostPort("127.0.0.1", itoa(freePort(t, "tcp")))
-			s, err := NewHTTPSink(HTTPOptions{URL: "http://" + addr + "/in?api_key=SECRET", Format: "ndjson", SpoolDir: t.TempDir(),
-				MaxSpoolBytes: 16 << 10, OnFull: tc.onFull, RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond, Logger: quiet})
+			s, err := NewHTTPSink(HTTPOptions{URL: "http://" + addr + "/in?api_key=SECRET", Format: "ndjson", Logger: quiet, SpoolOptions: SpoolOptions{SpoolDir: t.TempDir(), MaxSpoolBytes: 16 << 10, OnFull: tc.onFull, RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -181,8 +180,7 @@ func TestHTTPSinkDropOldestSparesInFlightBatch(t *testing.T) {
 	}
 	go srv.Serve(ln)
 	defer srv.Close()
-	s, err := NewHTTPSink(HTTPOptions{URL: "http://" + ln.Addr().String(), Format: "ndjson", SpoolDir: t.TempDir(),
-		MaxSpoolBytes: 16 << 10, OnFull: OnFullDropOldest, BatchEvents: 5, RetryMin: 5 * time.Millisecond, Logger: quiet})
+	s, err := NewHTTPSink(HTTPOptions{URL: "http://" + ln.Addr().String(), Format: "ndjson", Logger: quiet, SpoolOptions: SpoolOptions{SpoolDir: t.TempDir(), MaxSpoolBytes: 16 << 10, OnFull: OnFullDropOldest, BatchEvents: 5, RetryMin: 5 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}

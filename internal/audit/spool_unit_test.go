@@ -66,8 +66,7 @@ func seqEvents(from, to int) []Event {
 }
 
 func testSpoolOptions(dir string) spoolOptions {
-	return spoolOptions{Dir: dir, Kind: "test", Name: "test:spool", Logger: quiet,
-		RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond}
+	return spoolOptions{Kind: "test", Name: "test:spool", Logger: quiet, SpoolOptions: SpoolOptions{SpoolDir: dir, RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond}}
 }
 
 // TestSpoolFullPolicy fills a spool whose receiver is down, one event per
@@ -88,7 +87,7 @@ func TestSpoolFullPolicy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &collector{down: true}
 			so := testSpoolOptions(t.TempDir())
-			so.MaxBytes, so.OnFull = 16<<10, tc.onFull
+			so.MaxSpoolBytes, so.OnFull = 16<<10, tc.onFull
 			s, err := newSpool(so, c.deliver)
 			if err != nil {
 				t.Fatal(err)
@@ -103,8 +102,8 @@ func TestSpoolFullPolicy(t *testing.T) {
 					}
 					failed++
 				}
-				if st := s.stats(); st.Bytes > so.MaxBytes {
-					t.Fatalf("spool holds %d bytes, bound %d", st.Bytes, so.MaxBytes)
+				if st := s.stats(); st.Bytes > so.MaxSpoolBytes {
+					t.Fatalf("spool holds %d bytes, bound %d", st.Bytes, so.MaxSpoolBytes)
 				}
 			}
 			st := s.stats()
@@ -226,7 +225,7 @@ func TestSpoolRejectsBadOptions(t *testing.T) {
 		so   spoolOptions
 	}{
 		{"no dir", spoolOptions{Kind: "test"}},
-		{"unknown on_full", spoolOptions{Kind: "test", Dir: t.TempDir(), OnFull: "block"}},
+		{"unknown on_full", spoolOptions{Kind: "test", SpoolOptions: SpoolOptions{SpoolDir: t.TempDir(), OnFull: "block"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

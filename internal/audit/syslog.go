@@ -49,13 +49,8 @@ type SyslogOptions struct {
 	// to the transport. The fields below mean what HTTPOptions' fields of
 	// the same names mean and have the same defaults; they apply only with
 	// a spool.
-	SpoolDir           string
-	MaxSpoolBytes      int64
-	OnFull             string
-	SpoolFsync         bool
-	BatchEvents        int
-	RetryMin, RetryMax time.Duration
-	Logger             *slog.Logger
+	SpoolOptions
+	Logger *slog.Logger
 }
 
 // SyslogSink sends each event as one RFC 5424 message. Syslog has no
@@ -129,8 +124,7 @@ func NewSyslogSink(o SyslogOptions) (*SyslogSink, error) {
 	if o.SpoolDir == "" {
 		return s, nil
 	}
-	sp, err := newSpool(spoolOptions{Dir: o.SpoolDir, MaxBytes: o.MaxSpoolBytes, OnFull: o.OnFull, Fsync: o.SpoolFsync,
-		BatchEvents: o.BatchEvents, RetryMin: o.RetryMin, RetryMax: o.RetryMax, Logger: o.Logger, Now: o.Now,
+	sp, err := newSpool(spoolOptions{SpoolOptions: o.SpoolOptions, Logger: o.Logger, Now: o.Now,
 		Kind: "syslog", Name: s.Name()}, s.deliver)
 	if err != nil {
 		return nil, err

@@ -24,8 +24,7 @@ func TestSyslogSpoolDeliversAfterCollectorOutage(t *testing.T) {
 	port := freePort(t, "tcp")
 	addr := net.JoinHostPort("127.0.0.1", itoa(port))
 	out := filepath.Join(dir, "out.log")
-	o := SyslogOptions{Network: "tcp", Address: addr, SpoolDir: filepath.Join(dir, "spool"), SpoolFsync: true,
-		RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Logger: quiet}
+	o := SyslogOptions{Network: "tcp", Address: addr, Logger: quiet, SpoolOptions: SpoolOptions{SpoolDir: filepath.Join(dir, "spool"), SpoolFsync: true, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}
 	// Collector down: Record returns at once (the test would hang
 	// otherwise), and the events wait in the spool.
 	const n = 2000
