@@ -19,26 +19,7 @@ func TestHTTPSinkOnFull(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			text := strings.Replace(good, "    - { type: file, path: /tmp/stint-test/audit.jsonl }",
-				"    - { type: file, path: /tmp/stint-test/audit.jsonl }\n    - "+tc.sink, 1)
-			cfg, err := Parse("stint.yaml", []byte(text))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.SetDefaults()
-			err = cfg.Validate()
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "stint.yaml:") {
-					t.Fatalf("Validate = %v, want %q with file:line", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := cfg.Audit.Sinks[1].OnFull; got != tc.want {
-				t.Fatalf("on_full = %q, want %q", got, tc.want)
-			}
+			checkExtraSinks(t, []string{tc.sink}, tc.wantErr, tc.want)
 		})
 	}
 }
@@ -69,26 +50,34 @@ func TestSyslogSinkSpool(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			text := strings.Replace(good, "    - { type: file, path: /tmp/stint-test/audit.jsonl }",
-				"    - { type: file, path: /tmp/stint-test/audit.jsonl }\n    - "+strings.Join(tc.sinks, "\n    - "), 1)
-			cfg, err := Parse("stint.yaml", []byte(text))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.SetDefaults()
-			err = cfg.Validate()
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "stint.yaml:") {
-					t.Fatalf("Validate = %v, want %q with file:line", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := cfg.Audit.Sinks[1].OnFull; got != tc.want {
-				t.Fatalf("on_full = %q, want %q", got, tc.want)
-			}
+			checkExtraSinks(t, tc.sinks, tc.wantErr, tc.want)
 		})
+	}
+}
+
+// checkExtraSinks validates the good config with sinks added after its
+// file sink: it must fail with wantErr (and a file:line), or pass with the
+// first added sink's on_full resolved to wantOnFull.
+func checkExtraSinks(t *testing.T, sinks []string, wantErr, wantOnFull string) {
+	t.Helper()
+	text := strings.Replace(good, "    - { type: file, path: /tmp/stint-test/audit.jsonl }",
+		"    - { type: file, path: /tmp/stint-test/audit.jsonl }\n    - "+strings.Join(sinks, "\n    - "), 1)
+	cfg, err := Parse("stint.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetDefaults()
+	err = cfg.Validate()
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) || !strings.Contains(err.Error(), "stint.yaml:") {
+			t.Fatalf("Validate = %v, want %q with file:line", err, wantErr)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Audit.Sinks[1].OnFull; got != wantOnFull {
+		t.Fatalf("on_full = %q, want %q", got, wantOnFull)
 	}
 }
