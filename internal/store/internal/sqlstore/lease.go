@@ -97,7 +97,7 @@ func (db *DB) CreateLease(ctx context.Context, l core.Lease) error {
 
 // GetLease implements store.Store.
 func (db *DB) GetLease(ctx context.Context, id string) (core.Lease, error) {
-	row := db.r.QueryRowContext(ctx, db.d.Rebind(`SELECT `+leaseCols+` FROM leases WHERE id = ?`), id)
+	row := db.queryRow(ctx, db.d.Rebind(`SELECT `+leaseCols+` FROM leases WHERE id = ?`), id)
 	l, err := scanLease(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return core.Lease{}, db.errorf("get lease %q: %w", id, core.ErrNotFound)
@@ -156,7 +156,7 @@ func (db *DB) ListLeases(ctx context.Context, f store.LeaseFilter) ([]core.Lease
 	where, args := filterSQL(f)
 	if f.AfterID != "" {
 		var issued int64
-		err := db.r.QueryRowContext(ctx, db.d.Rebind(`SELECT issued_at FROM leases WHERE id = ?`), f.AfterID).Scan(&issued)
+		err := db.queryRow(ctx, db.d.Rebind(`SELECT issued_at FROM leases WHERE id = ?`), f.AfterID).Scan(&issued)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, db.errorf("list leases: after id %q: %w", f.AfterID, core.ErrNotFound)
 		}
@@ -199,14 +199,14 @@ func (db *DB) DueLeases(ctx context.Context, now time.Time, limit int) ([]core.L
 func (db *DB) CountLeases(ctx context.Context, f store.LeaseFilter) (int, error) {
 	where, args := filterSQL(f)
 	var n int
-	if err := db.r.QueryRowContext(ctx, db.d.Rebind(`SELECT COUNT(*) FROM leases`+whereSQL(where)), args...).Scan(&n); err != nil {
+	if err := db.queryRow(ctx, db.d.Rebind(`SELECT COUNT(*) FROM leases`+whereSQL(where)), args...).Scan(&n); err != nil {
 		return 0, db.errorf("count leases: %w", err)
 	}
 	return n, nil
 }
 
 func (db *DB) queryLeases(ctx context.Context, q string, args ...any) ([]core.Lease, error) {
-	rows, err := db.r.QueryContext(ctx, db.d.Rebind(q), args...)
+	rows, err := db.query(ctx, db.d.Rebind(q), args...)
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,7 @@ type DB struct {
 	d     Dialect
 	now   func() time.Time
 	group *committer // nil: each write is its own transaction
+	reads *readStmts
 }
 
 // New returns a DB whose writes each run as their own statement on w,
@@ -50,7 +51,7 @@ func New(w, r *sql.DB, d Dialect, now func() time.Time) *DB {
 	if now == nil {
 		now = time.Now
 	}
-	return &DB{w: w, r: r, d: d, now: now}
+	return &DB{w: w, r: r, d: d, now: now, reads: &readStmts{db: r}}
 }
 
 // NewGrouped returns a DB whose writes (CreateLease, UpdateLease, PutKey,
@@ -111,7 +112,7 @@ func (d Dialect) Rebind(q string) string {
 // GetMeta implements store.Store.
 func (db *DB) GetMeta(ctx context.Context, key string) ([]byte, error) {
 	var v []byte
-	err := db.r.QueryRowContext(ctx, db.d.Rebind(`SELECT value FROM meta WHERE key = ?`), key).Scan(&v)
+	err := db.queryRow(ctx, db.d.Rebind(`SELECT value FROM meta WHERE key = ?`), key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, db.errorf("get meta %q: %w", key, core.ErrNotFound)
 	}
@@ -177,7 +178,7 @@ func (db *DB) PutKey(ctx context.Context, k store.KeyRecord) error {
 // ListKeys implements store.Store; ties on created_at are broken by id so
 // the order is stable.
 func (db *DB) ListKeys(ctx context.Context, purpose string) ([]store.KeyRecord, error) {
-	rows, err := db.r.QueryContext(ctx, db.d.Rebind(`
+	rows, err := db.query(ctx, db.d.Rebind(`
 		SELECT id, purpose, algorithm, private, public, created_at, not_after
 		FROM keys WHERE purpose = ? ORDER BY created_at DESC, id DESC`), purpose)
 	if err != nil {
@@ -266,6 +267,7 @@ func (db *DB) Close() error {
 	if db.group != nil {
 		db.group.close()
 	}
+	db.reads.close()
 	err := db.w.Close()
 	if db.r != db.w {
 		err = errors.Join(err, db.r.Close())
