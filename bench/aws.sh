@@ -2,7 +2,8 @@
 # aws-iam -> aws-sts benchmark against a local STS that speaks the
 # Query/XML wire format (internal/issuer/awssts/ststest/localsts). AWS
 # itself cannot be reached from here. Reports stint's p50 at one client and
-# the STS-only baseline (the same two round trips made with the SDK).
+# the STS-only baselines (the same two round trips made with the SDK,
+# from another process to the same STS, and within one process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -48,5 +49,11 @@ until curl -sf -o /dev/null http://127.0.0.1:18492/readyz; do sleep 0.02; done
 for i in $(seq 1 "$RUNS"); do
   "$work/stint" --addr http://127.0.0.1:18492 bench creds --target aws --role reader \
     --identity-token-file "$work/proof" -c 1 -d 5s --warmup 1s --baseline=false
+  # Baseline: the same two round trips with the SDK, from a separate
+  # process to the STS process stint calls (cross-process, as stint's
+  # are), then as before with client and STS in one process.
+  echo "STS only, separate process:"
+  "$work/localsts" -against http://127.0.0.1:18491/ -baseline 5s
+  echo "STS only, one process:"
   "$work/localsts" -addr 127.0.0.1:18493 -baseline 5s
 done

@@ -2,7 +2,9 @@
 // address for benchmarks (bench/aws.md): it knows a workload role session
 // and stint's own user, writes an aws-iam proof for the workload, and can
 // measure the raw STS round trips (GetCallerIdentity + AssumeRole) with
-// the SDK, the baseline against which stint's own share is computed.
+// the SDK, the baseline against which stint's own share is computed:
+// either in one process with its own STS, or (-against) from a separate
+// process against the STS that stint uses, as stint's calls are made.
 package main
 
 import (
@@ -33,8 +35,16 @@ func main() {
 	proofFile := flag.String("proof", "", "write an aws-iam proof for the workload here")
 	serverID := flag.String("server-id", "stint-bench", "the aws-iam provider's server_id")
 	baseline := flag.Duration("baseline", 0, "measure raw SDK round trips (GetCallerIdentity + AssumeRole) for this long at concurrency 1, then exit")
+	against := flag.String("against", "", "with -baseline: measure against the local STS already running at this URL (the one stint calls) instead of one in this process, so the round trips cross processes as stint's do")
 	flag.Parse()
 
+	if *against != "" {
+		if *baseline <= 0 {
+			log.Fatal("-against needs -baseline")
+		}
+		measure(*against, *baseline)
+		return
+	}
 	s := ststest.New()
 	s.Close()
 	ln, err := net.Listen("tcp", *addr)
