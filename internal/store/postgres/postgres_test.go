@@ -127,7 +127,7 @@ func TestOpenRejectsBadInput(t *testing.T) {
 	}
 }
 
-func TestDueLeasesUsesIndex(t *testing.T) {
+func TestReaperAndLimitQueriesUseTheirIndexes(t *testing.T) {
 	s := openFresh(t)
 	ctx := context.Background()
 	if err := s.Migrate(ctx); err != nil {
@@ -161,23 +161,37 @@ func TestDueLeasesUsesIndex(t *testing.T) {
 	if _, err := tx.Exec(ctx, "ANALYZE leases"); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := tx.Query(ctx, "EXPLAIN "+dialect.Rebind(sqlstore.DueQuery), now.UnixNano(), 10)
-	if err != nil {
-		t.Fatal(err)
+	live := []core.LeaseState{core.LeaseActive, core.LeasePending}
+	byPrincipal, pArgs := sqlstore.CountQuery(store.LeaseFilter{Provider: "k8s", Subject: "sa", States: live})
+	byRole, rArgs := sqlstore.CountQuery(store.LeaseFilter{Target: "t", Role: "r", States: live})
+	tests := []struct {
+		name, query string
+		args        []any
+		index       string
+	}{
+		{"due leases, in order", sqlstore.DueQuery, []any{now.UnixNano(), 10}, "leases_due"},
+		{"a principal's live leases", byPrincipal, pArgs, "leases_live_subject"},
+		{"a role's live leases", byRole, rArgs, "leases_live_role"},
 	}
-	var plan []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
+	for _, tt := range tests {
+		rows, err := tx.Query(ctx, "EXPLAIN "+dialect.Rebind(tt.query), tt.args...)
+		if err != nil {
 			t.Fatal(err)
 		}
-		plan = append(plan, line)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Join(plan, "\n")
-	if !strings.Contains(text, "Index Scan using leases_due") || strings.Contains(text, "Sort") {
-		t.Fatalf("DueLeases plan does not walk leases_due in order:\n%s", text)
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Join(plan, "\n")
+		if !strings.Contains(text, "using "+tt.index) || strings.Contains(text, "Sort") {
+			t.Errorf("%s: plan does not use %s (without a sort):\n%s", tt.name, tt.index, text)
+		}
 	}
 }

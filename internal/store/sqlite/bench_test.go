@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stint-dev/stint/internal/core"
+	"github.com/stint-dev/stint/internal/store"
 	"github.com/stint-dev/stint/internal/store/internal/sqlstore"
 )
 
@@ -143,6 +144,35 @@ func BenchmarkUpdateLease(b *testing.B) {
 				i++
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+		})
+	}
+}
+
+// BenchmarkCountLiveLeases is the lease limit's check: the live leases of
+// one principal that has many revoked ones behind it.
+func BenchmarkCountLiveLeases(b *testing.B) {
+	for _, history := range []int{1000, 20000} {
+		b.Run(fmt.Sprintf("revoked=%d", history), func(b *testing.B) {
+			s := benchStore(b, "NORMAL")
+			ctx := context.Background()
+			now := time.Now()
+			for i := range history + 5 {
+				l := benchLease(fmt.Sprintf("lease-%06d", i), now.Add(time.Duration(i)*time.Millisecond))
+				if i < history {
+					l.State = core.LeaseRevoked
+				}
+				if err := s.CreateLease(ctx, l); err != nil {
+					b.Fatal(err)
+				}
+			}
+			live := []core.LeaseState{core.LeasePending, core.LeaseActive}
+			b.ResetTimer()
+			for b.Loop() {
+				n, err := s.CountLeases(ctx, store.LeaseFilter{Provider: "k8s", Subject: "system:serviceaccount:ns:app", States: live})
+				if err != nil || n != 5 {
+					b.Fatalf("count = %d, %v; want 5", n, err)
+				}
+			}
 		})
 	}
 }

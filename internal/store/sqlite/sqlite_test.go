@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stint-dev/stint/internal/core"
 	"github.com/stint-dev/stint/internal/store"
 	"github.com/stint-dev/stint/internal/store/internal/sqlstore"
 	"github.com/stint-dev/stint/internal/store/storetest"
@@ -104,32 +105,48 @@ func TestOpenRejectsNonPaths(t *testing.T) {
 	}
 }
 
-func TestDueLeasesUsesIndex(t *testing.T) {
+func TestReaperAndLimitQueriesUseTheirIndexes(t *testing.T) {
 	s := openTemp(t, Options{})
 	ctx := context.Background()
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+sqlstore.DueQuery, time.Now().UnixNano(), 10)
-	if err != nil {
-		t.Fatal(err)
+	live := []core.LeaseState{core.LeaseActive, core.LeasePending}
+	byPrincipal, pArgs := sqlstore.CountQuery(store.LeaseFilter{Provider: "k8s", Subject: "sa", States: live})
+	byRole, rArgs := sqlstore.CountQuery(store.LeaseFilter{Target: "db", Role: "ro", States: live})
+	tests := []struct {
+		name, query string
+		args        []any
+		index       string
+	}{
+		{"due leases, in order", sqlstore.DueQuery, []any{time.Now().UnixNano(), 10}, "leases_due"},
+		{"a principal's live leases", byPrincipal, pArgs, "leases_live_subject"},
+		{"a role's live leases", byRole, rArgs, "leases_live_role"},
 	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, notused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Join(plan, "\n")
-	if !strings.Contains(text, "USING INDEX leases_due") || strings.Contains(text, "TEMP B-TREE") {
-		t.Fatalf("DueLeases plan does not range-scan leases_due in order:\n%s", text)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+tt.query, tt.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var plan []string
+			for rows.Next() {
+				var id, parent, notused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			text := strings.Join(plan, "\n")
+			if !strings.Contains(text, "INDEX "+tt.index) || strings.Contains(text, "TEMP B-TREE") {
+				t.Fatalf("plan does not use %s (without a sort):\n%s", tt.index, text)
+			}
+		})
 	}
 }
 

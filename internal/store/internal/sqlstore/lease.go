@@ -197,9 +197,9 @@ func (db *DB) DueLeases(ctx context.Context, now time.Time, limit int) ([]core.L
 // CountLeases implements store.Store. Limit and AfterID are paging, not
 // matching, and are ignored.
 func (db *DB) CountLeases(ctx context.Context, f store.LeaseFilter) (int, error) {
-	where, args := filterSQL(f)
+	q, args := CountQuery(f)
 	var n int
-	if err := db.queryRow(ctx, db.d.Rebind(`SELECT COUNT(*) FROM leases`+whereSQL(where)), args...).Scan(&n); err != nil {
+	if err := db.queryRow(ctx, db.d.Rebind(q), args...).Scan(&n); err != nil {
 		return 0, db.errorf("count leases: %w", err)
 	}
 	return n, nil
@@ -220,6 +220,28 @@ func (db *DB) queryLeases(ctx context.Context, q string, args ...any) ([]core.Le
 		out = append(out, l)
 	}
 	return out, rows.Err()
+}
+
+// CountQuery is CountLeases' query for f, with ? placeholders (exported
+// for the stores' query-plan tests).
+func CountQuery(f store.LeaseFilter) (string, []any) {
+	where, args := filterSQL(f)
+	return `SELECT COUNT(*) FROM leases` + whereSQL(where), args
+}
+
+// liveStatesSQL selects live leases, the ones the active-lease limits
+// count. It is a literal, not placeholders, and repeats the predicate of
+// the leases_live_* partial indexes (migrations/0003_live_leases.sql) word
+// for word, so that the databases use them.
+const liveStatesSQL = `state IN ('pending', 'active')`
+
+// isLive reports whether states is exactly {pending, active}, in any order.
+func isLive(states []core.LeaseState) bool {
+	if len(states) != 2 {
+		return false
+	}
+	a, b := states[0], states[1]
+	return (a == core.LeasePending && b == core.LeaseActive) || (a == core.LeaseActive && b == core.LeasePending)
 }
 
 // filterSQL returns the WHERE terms and arguments for f's matching fields.
@@ -244,7 +266,9 @@ func filterSQL(f store.LeaseFilter) ([]string, []any) {
 			args = append(args, id)
 		}
 	}
-	if len(f.States) > 0 {
+	if isLive(f.States) {
+		where = append(where, liveStatesSQL)
+	} else if len(f.States) > 0 {
 		where = append(where, `state IN (`+placeholders(len(f.States))+`)`)
 		for _, s := range f.States {
 			args = append(args, string(s))
