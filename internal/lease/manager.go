@@ -23,7 +23,7 @@ type Manager struct {
 	o   Options
 	met *metrics
 
-	limitMu sync.Mutex // makes count-then-create exact within one replica
+	limits *limitLocks // make count-then-create exact within one replica
 
 	mu       sync.Mutex
 	inflight map[string]bool   // claimed lease ids queued or running here
@@ -41,7 +41,7 @@ func New(o Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lease: metrics: %w", err)
 	}
-	return &Manager{o: o, met: met, inflight: map[string]bool{}}, nil
+	return &Manager{o: o, met: met, inflight: map[string]bool{}, limits: newLimitLocks()}, nil
 }
 
 // IssueRequest asks for one credential. The broker has authenticated the
@@ -373,8 +373,7 @@ func (m *Manager) voidLease(ctx context.Context, l core.Lease, reason string) {
 func (m *Manager) create(ctx context.Context, l core.Lease) error {
 	lim := m.o.Limits
 	if lim.PerPrincipal > 0 || lim.PerRole > 0 {
-		m.limitMu.Lock()
-		defer m.limitMu.Unlock()
+		defer m.limits.lock(l, lim.PerPrincipal > 0, lim.PerRole > 0)()
 		live := []core.LeaseState{core.LeasePending, core.LeaseActive}
 		if lim.PerPrincipal > 0 {
 			n, err := m.o.Store.CountLeases(ctx, store.LeaseFilter{Provider: l.Provider, Subject: l.Subject, States: live})
