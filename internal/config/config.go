@@ -188,6 +188,10 @@ type Leases struct {
 	// over the cap gets 429 and an audit event.
 	MaxActivePerPrincipal int `yaml:"max_active_per_principal"`
 	MaxActivePerRole      int `yaml:"max_active_per_role"`
+	// Retention is how long a revoked lease is kept past its expiry before
+	// the reaper deletes it (default 30 days; 0s: kept forever). The audit
+	// log keeps the permanent record.
+	Retention *Duration `yaml:"retention"`
 }
 
 // Duration is a time.Duration written as "15m" in YAML.

@@ -166,6 +166,53 @@ func TestValidateRejects(t *testing.T) {
 	}
 }
 
+func TestLeaseRetention(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       time.Duration
+		wantErr    string
+	}{
+		{"default is 30 days", "", 720 * time.Hour, ""},
+		{"0s keeps forever", "leases: {retention: 0s}\n", 0, ""},
+		{"1h is the least", "leases: {retention: 1h}\n", time.Hour, ""},
+		{"longer", "leases: {retention: 2160h}\n", 2160 * time.Hour, ""},
+		{"under 1h", "leases: {retention: 59m}\n", 0, "leases.retention: must be 0 (keep forever) or at least 1h"},
+		{"negative", "leases: {retention: -1h}\n", 0, "is negative"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("stint.yaml", []byte(good+tc.yaml))
+			if err == nil {
+				cfg.SetDefaults()
+				err = cfg.Validate()
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "stint.yaml:") {
+					t.Fatalf("got %v, want %q with file:line", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Leases.Retention.D(); got != tc.want {
+				t.Fatalf("retention = %s, want %s", got, tc.want)
+			}
+		})
+	}
+	// YAML cannot say a negative duration, but a config built in code can.
+	cfg, err := Parse("stint.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetDefaults()
+	neg := Duration(-time.Hour)
+	cfg.Leases.Retention = &neg
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "leases.retention") {
+		t.Fatalf("negative retention: Validate = %v, want a leases.retention error", err)
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(good))
 	f.Add([]byte("server: {listen: x}\n"))

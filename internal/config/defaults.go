@@ -20,6 +20,8 @@ const (
 	DefaultAudience          = "stint"
 	// DefaultVerifiedTokenCache matches identity.DefaultCacheTTL.
 	DefaultVerifiedTokenCache = 30 * time.Second
+	// DefaultLeaseRetention keeps revoked leases 30 days past expiry.
+	DefaultLeaseRetention = 30 * 24 * time.Hour
 )
 
 // SetDefaults fills unset fields. It never validates; Validate never mutates.
@@ -65,6 +67,10 @@ func (c *Config) SetDefaults() {
 	}
 	if s.LogLevel == "" {
 		s.LogLevel = "info"
+	}
+	if c.Leases.Retention == nil {
+		d := Duration(DefaultLeaseRetention)
+		c.Leases.Retention = &d
 	}
 	for i := range c.IdentityProviders {
 		p := &c.IdentityProviders[i]

@@ -251,6 +251,11 @@ func (c *Config) Validate() error {
 	if c.Leases.MaxActivePerRole < 0 {
 		add("leases.max_active_per_role", "must not be negative")
 	}
+	// Under an hour is most likely a unit mistake (30m is minutes, not
+	// months).
+	if r := c.Leases.Retention; r != nil && (*r < 0 || (*r > 0 && r.D() < time.Hour)) {
+		add("leases.retention", "must be 0 (keep forever) or at least 1h")
+	}
 	return errors.Join(errs...)
 }
 

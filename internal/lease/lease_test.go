@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -422,6 +423,137 @@ func TestReaperRevokesExpiredLeasesWithinTwoSeconds(t *testing.T) {
 	}
 	if e.rec.count(audit.CredentialRevoke, audit.OutcomeSuccess) != 1 {
 		t.Error("no revoke event")
+	}
+}
+
+func TestReaperPrunesRevokedLeasesPastRetention(t *testing.T) {
+	// The manager's clock runs two days ahead of the wall clock, so the
+	// prune must take its bound from Options.Now.
+	now := time.Now().Add(48 * time.Hour)
+	leases := []struct {
+		id      string
+		state   core.LeaseState
+		expires time.Duration // from now
+	}{
+		{"revoked-past-retention", core.LeaseRevoked, -2 * time.Hour},
+		{"revoked-within-retention", core.LeaseRevoked, -30 * time.Minute},
+		{"revoked-unexpired", core.LeaseRevoked, time.Hour},
+		{"active", core.LeaseActive, time.Hour},
+		{"pending", core.LeasePending, time.Hour},
+		{"failed-long-expired", core.LeaseFailed, -2 * time.Hour},
+	}
+	tests := []struct {
+		name      string
+		retention time.Duration
+		pruned    []string
+	}{
+		{"retention 1h", time.Hour, []string{"revoked-past-retention"}},
+		{"retention 0 keeps all", 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, func(o *Options) {
+				o.Now = func() time.Time { return now }
+				o.Retention = tt.retention
+			})
+			// NextAttempt an hour on: the reaper leaves every one alone.
+			for _, l := range leases {
+				err := e.st.CreateLease(e.ctx, core.Lease{ID: l.id, Target: "a", TargetType: "fake", Role: "ro",
+					Provider: bot.Provider, Subject: bot.Subject, IssuedAt: now.Add(-3 * time.Hour),
+					ExpiresAt: now.Add(l.expires), NextAttempt: now.Add(time.Hour), State: l.state, UpdatedAt: now})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.run(t)
+			// The gauge is set after the first pass, which prunes; it
+			// counts live leases, pending and active.
+			waitFor(t, 3*time.Second, "first reaper pass", func() bool { return metricValue(e.m.met.active.WithLabelValues("a")) == 2 })
+			for _, l := range leases {
+				_, err := e.st.GetLease(e.ctx, l.id)
+				want := slices.Contains(tt.pruned, l.id)
+				if gone := errors.Is(err, core.ErrNotFound); gone != want {
+					t.Errorf("%s: GetLease err = %v, want pruned %v", l.id, err, want)
+				}
+			}
+			if got := metricValue(e.m.met.pruned); got != float64(len(tt.pruned)) {
+				t.Errorf("stint_leases_pruned_total = %v, want %d", got, len(tt.pruned))
+			}
+		})
+	}
+}
+
+// backlogStore has left prunable leases and fails PruneLeases with err.
+type backlogStore struct {
+	store.Store
+	mu          sync.Mutex
+	left, calls int
+	err         error
+}
+
+func (s *backlogStore) PruneLeases(ctx context.Context, before time.Time, limit int) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.err != nil {
+		return 0, s.err
+	}
+	n := min(s.left, limit)
+	s.left -= n
+	return n, nil
+}
+
+func (s *backlogStore) counts() (left, calls int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.left, s.calls
+}
+
+func TestPruneBatchesUntilShortOrCapped(t *testing.T) {
+	tests := []struct {
+		name          string
+		left          int
+		err           error
+		calls, pruned int
+		more          bool
+	}{
+		{"nothing to prune", 0, nil, 1, 0, false},
+		{"short last batch", 2500, nil, 3, 2500, false},
+		{"exact batches end on an empty one", 2000, nil, 3, 2000, false},
+		{"backlog stops at the cap, more to do", 25000, nil, pruneBatches, pruneBatches * pruneBatch, true},
+		{"error ends the pass", 5000, errors.New("store down"), 1, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &backlogStore{left: tt.left, err: tt.err}
+			e := newEnv(t, func(o *Options) { o.Store = st; o.Retention = time.Hour })
+			more := e.m.prune(e.ctx)
+			if _, calls := st.counts(); more != tt.more || calls != tt.calls {
+				t.Errorf("prune = %v after %d batches, want %v after %d", more, calls, tt.more, tt.calls)
+			}
+			if got := metricValue(e.m.met.pruned); got != float64(tt.pruned) {
+				t.Errorf("stint_leases_pruned_total = %v, want %d", got, tt.pruned)
+			}
+		})
+	}
+}
+
+// A backlog bigger than one pass is worked off tick by tick, not a pass a
+// minute; then the passes are a minute apart again.
+func TestReaperWorksOffAPruneBacklogTickByTick(t *testing.T) {
+	// Two full passes, then a short batch that ends the backlog.
+	st := &backlogStore{left: 2*pruneBatches*pruneBatch + 500}
+	e := newEnv(t, func(o *Options) {
+		st.Store = o.Store
+		o.Store = st
+		o.Retention = time.Hour
+	})
+	e.run(t)
+	waitFor(t, 3*time.Second, "backlog pruned", func() bool { left, _ := st.counts(); return left == 0 })
+	_, calls := st.counts()
+	time.Sleep(10 * e.m.o.ReapInterval)
+	if _, again := st.counts(); again != calls {
+		t.Errorf("%d more prune batches after the backlog was gone", again-calls)
 	}
 }
 

@@ -92,6 +92,12 @@ type Options struct {
 	// than twice this is taken for a crash and revoked (default 15s).
 	IssueTimeout time.Duration
 
+	// Retention is how long a revoked lease is kept past its expiry before
+	// the reaper deletes it (0: kept forever). Counted from expiry, not
+	// revocation, so a revoked SSH certificate stays in the KRL until it
+	// expires; the audit log keeps the permanent record.
+	Retention time.Duration
+
 	Limits Limits
 	Hooks  *TestHooks
 }

@@ -20,13 +20,23 @@ const LockName = "reaper"
 // reapBatch is how many due leases one store query returns.
 const reapBatch = 1000
 
+// A prune pass runs once a minute (every tick while a backlog lasts) and
+// makes at most pruneBatches deletes of pruneBatch leases each, so no one
+// store write holds the store long.
+const (
+	pruneInterval = time.Minute
+	pruneBatch    = 1000
+	pruneBatches  = 20
+)
+
 // Run is the reaper. Every ReapInterval it tries to take (or keep) the
 // reaper lock; while it holds it, it claims every due lease — expired,
 // left pending by a crash, marked by the kill switch, or due for a retry —
 // and hands it to that target's worker pool. The first pass runs at once,
-// which is the start-up recovery. When ctx ends, revocations in progress
-// finish, queued ones are handed back to the store for the next reaper, the
-// lock is released, and Run returns nil.
+// which is the start-up recovery. The lock holder also deletes revoked
+// leases expired for longer than the Retention. When ctx ends, revocations
+// in progress finish, queued ones are handed back to the store for the
+// next reaper, the lock is released, and Run returns nil.
 func (m *Manager) Run(ctx context.Context) error {
 	m.mu.Lock()
 	if m.running {
@@ -47,7 +57,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	tick := time.NewTicker(m.o.ReapInterval)
 	defer tick.Stop()
 	leader := false
-	var lastMetrics time.Time
+	var lastMetrics, lastPrune time.Time
 	for {
 		held, err := m.o.Store.AcquireLock(ctx, LockName, m.o.Holder, m.o.LockTTL)
 		if err != nil && ctx.Err() == nil {
@@ -61,6 +71,11 @@ func (m *Manager) Run(ctx context.Context) error {
 			for i := 0; i < 20 && ctx.Err() == nil; i++ {
 				if !m.reap(ctx, &wg) {
 					break
+				}
+			}
+			if m.o.Retention > 0 && time.Since(lastPrune) >= pruneInterval {
+				if !m.prune(ctx) {
+					lastPrune = time.Now()
 				}
 			}
 		}
@@ -320,9 +335,43 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
+// prune deletes revoked leases whose expiry is more than the Retention
+// ago. It reports whether the pass stopped at its cap with more perhaps
+// left: the next tick then goes on, so a backlog (a burst of revocations,
+// or retention newly enabled on a long history) is worked off in minutes
+// rather than 20,000 leases a minute. Errors are logged; the next pass
+// tries again.
+func (m *Manager) prune(ctx context.Context) bool {
+	before := m.o.Now().Add(-m.o.Retention)
+	total, more := 0, false
+	for range pruneBatches {
+		n, err := m.o.Store.PruneLeases(ctx, before, pruneBatch)
+		total += n
+		if err != nil {
+			if ctx.Err() == nil {
+				m.o.Logger.Error("lease: prune revoked leases", "err", err)
+			}
+			more = false
+			break
+		}
+		if more = n == pruneBatch; !more {
+			break
+		}
+	}
+	if total > 0 {
+		m.met.pruned.Add(float64(total))
+		m.o.Logger.Info("lease: pruned revoked leases", "count", total, "expired_before", before)
+	}
+	return more
+}
+
+// refreshMetrics sets the gauges. Both counts go through partial indexes
+// of the live and the failed leases, so they cost the same however many
+// revoked leases the store keeps.
 func (m *Manager) refreshMetrics(ctx context.Context) {
+	live := []core.LeaseState{core.LeasePending, core.LeaseActive}
 	for t := range m.o.Issuers {
-		n, err := m.o.Store.CountLeases(ctx, store.LeaseFilter{Target: t, States: []core.LeaseState{core.LeaseActive}})
+		n, err := m.o.Store.CountLeases(ctx, store.LeaseFilter{Target: t, States: live})
 		if err != nil {
 			return
 		}

@@ -43,6 +43,11 @@ type Store interface {
 	DueLeases(ctx context.Context, now time.Time, limit int) ([]core.Lease, error)
 	// CountLeases counts leases matching f.
 	CountLeases(ctx context.Context, f LeaseFilter) (int, error)
+	// PruneLeases deletes up to limit (positive) revoked leases whose
+	// expires_at is before expiredBefore, oldest expiry first, through an
+	// index, and returns how many it deleted. Leases in any other state
+	// are never deleted.
+	PruneLeases(ctx context.Context, expiredBefore time.Time, limit int) (int, error)
 
 	// AcquireLock takes or extends the named lock for holder until now+ttl
 	// and reports whether holder holds it. Replicas sharing one database use

@@ -164,6 +164,8 @@ func TestReaperAndLimitQueriesUseTheirIndexes(t *testing.T) {
 	live := []core.LeaseState{core.LeaseActive, core.LeasePending}
 	byPrincipal, pArgs := sqlstore.CountQuery(store.LeaseFilter{Provider: "k8s", Subject: "sa", States: live})
 	byRole, rArgs := sqlstore.CountQuery(store.LeaseFilter{Target: "t", Role: "r", States: live})
+	byTarget, tArgs := sqlstore.CountQuery(store.LeaseFilter{Target: "t", States: live})
+	failed, fArgs := sqlstore.CountQuery(store.LeaseFilter{States: []core.LeaseState{core.LeaseFailed}})
 	tests := []struct {
 		name, query string
 		args        []any
@@ -172,6 +174,9 @@ func TestReaperAndLimitQueriesUseTheirIndexes(t *testing.T) {
 		{"due leases, in order", sqlstore.DueQuery, []any{now.UnixNano(), 10}, "leases_due"},
 		{"a principal's live leases", byPrincipal, pArgs, "leases_live_subject"},
 		{"a role's live leases", byRole, rArgs, "leases_live_role"},
+		{"a target's live leases (gauge)", byTarget, tArgs, "leases_live_role"},
+		{"failed leases (gauge)", failed, fArgs, "leases_failed"},
+		{"revoked leases to prune, in order", sqlstore.PruneQuery, []any{now.UnixNano(), 1000}, "leases_revoked_expiry"},
 	}
 	for _, tt := range tests {
 		rows, err := tx.Query(ctx, "EXPLAIN "+dialect.Rebind(tt.query), tt.args...)

@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListLeasesPaginatesWithAfterID", testListPagination},
 		{"DueLeasesOrderLimitAndStates", testDue},
 		{"DueLeasesFollowsUpdates", testDueFollowsUpdates},
+		{"PruneLeasesDeletesOnlyLongExpiredRevoked", testPrune},
 		{"LocksAcquireExtendRefuseRelease", testLocks},
 		{"LocksExpireAndAreTakenOver", testLockExpiry},
 		{"LocksConcurrentAcquireHasOneWinner", testLockRace},
@@ -665,6 +666,56 @@ func testDueFollowsUpdates(t *testing.T, s store.Store) {
 		}
 		if due := len(got) == 1; due != st.due {
 			t.Fatalf("%s: due = %v (%v), want %v", st.name, due, ids(got), st.due)
+		}
+	}
+}
+
+func testPrune(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	bound := base.Add(10 * time.Hour)
+	expired := func(state core.LeaseState, before time.Duration) func(*core.Lease) {
+		return func(l *core.Lease) { l.State, l.ExpiresAt = state, bound.Add(-before) }
+	}
+	mustCreate(t, s,
+		lease("revoked-3h", expired(core.LeaseRevoked, 3*time.Hour)),
+		lease("revoked-2h", expired(core.LeaseRevoked, 2*time.Hour)),
+		lease("revoked-1h", expired(core.LeaseRevoked, time.Hour)),
+		// The bound is strict, and a recently expired revoked lease stays.
+		lease("revoked-at-bound", expired(core.LeaseRevoked, 0)),
+		lease("revoked-recent", expired(core.LeaseRevoked, -time.Hour)),
+		// Only revoked leases are ever pruned, however long expired.
+		lease("active", expired(core.LeaseActive, 5*time.Hour)),
+		lease("pending", expired(core.LeasePending, 5*time.Hour)),
+		lease("revoking", expired(core.LeaseRevoking, 5*time.Hour)),
+		lease("failed", expired(core.LeaseFailed, 5*time.Hour)),
+	)
+	kept := []string{"active", "failed", "pending", "revoked-at-bound", "revoked-recent", "revoking"}
+	steps := []struct {
+		limit int
+		want  int
+		left  []string // besides kept
+	}{
+		{2, 2, []string{"revoked-1h"}}, // oldest expiry first
+		{10, 1, nil},
+		{10, 0, nil},
+	}
+	for i, st := range steps {
+		n, err := s.PruneLeases(ctx, bound, st.limit)
+		if err != nil || n != st.want {
+			t.Fatalf("step %d: PruneLeases(limit %d) = %d, %v; want %d", i, st.limit, n, err, st.want)
+		}
+		got, err := s.ListLeases(ctx, store.LeaseFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := slices.Sorted(slices.Values(append(slices.Clone(kept), st.left...)))
+		if have := slices.Sorted(slices.Values(ids(got))); !slices.Equal(have, want) {
+			t.Fatalf("step %d: left %v, want %v", i, have, want)
+		}
+	}
+	for _, limit := range []int{0, -1} {
+		if _, err := s.PruneLeases(ctx, bound, limit); err == nil {
+			t.Errorf("PruneLeases(limit %d) succeeded, want an error", limit)
 		}
 	}
 }

@@ -22,6 +22,14 @@ const DueQuery = `SELECT ` + leaseCols + ` FROM leases
 	WHERE state IN ('pending', 'active', 'revoking', 'failed') AND due_at <= ?
 	ORDER BY due_at, id LIMIT ?`
 
+// PruneQuery selects the revoked leases PruneLeases deletes: expired
+// before a bound, oldest first, up to a limit. Its state predicate repeats
+// the leases_revoked_expiry partial index's word for word (see
+// migrations/0004_lease_retention.sql); tests EXPLAIN it.
+const PruneQuery = `SELECT id FROM leases
+	WHERE state = 'revoked' AND expires_at < ?
+	ORDER BY expires_at, id LIMIT ?`
+
 // leaseRow is a lease converted to column values.
 type leaseRow struct {
 	issued, expires, due     int64
@@ -194,6 +202,31 @@ func (db *DB) DueLeases(ctx context.Context, now time.Time, limit int) ([]core.L
 	return ls, nil
 }
 
+// PruneLeases implements store.Store. The ids are chosen in a subquery:
+// PostgreSQL has no DELETE … LIMIT, and SQLite only with a compile option.
+func (db *DB) PruneLeases(ctx context.Context, expiredBefore time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, db.errorf("prune leases: limit must be positive")
+	}
+	n, err := reqNanos(expiredBefore)
+	if err != nil {
+		return 0, db.errorf("prune leases: %w", err)
+	}
+	var pruned int64
+	err = db.write(ctx, func(ctx context.Context, ex execer) error {
+		res, err := ex.ExecContext(ctx, db.d.Rebind(`DELETE FROM leases WHERE id IN (`+PruneQuery+`)`), n, limit)
+		if err != nil {
+			return err
+		}
+		pruned, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, db.errorf("prune leases: %w", err)
+	}
+	return int(pruned), nil
+}
+
 // CountLeases implements store.Store. Limit and AfterID are paging, not
 // matching, and are ignored.
 func (db *DB) CountLeases(ctx context.Context, f store.LeaseFilter) (int, error) {
@@ -235,6 +268,11 @@ func CountQuery(f store.LeaseFilter) (string, []any) {
 // for word, so that the databases use them.
 const liveStatesSQL = `state IN ('pending', 'active')`
 
+// failedStateSQL selects failed leases as a literal, repeating the
+// predicate of the leases_failed partial index
+// (migrations/0004_lease_retention.sql), for the same reason.
+const failedStateSQL = `state = 'failed'`
+
 // isLive reports whether states is exactly {pending, active}, in any order.
 func isLive(states []core.LeaseState) bool {
 	if len(states) != 2 {
@@ -266,9 +304,12 @@ func filterSQL(f store.LeaseFilter) ([]string, []any) {
 			args = append(args, id)
 		}
 	}
-	if isLive(f.States) {
+	switch {
+	case isLive(f.States):
 		where = append(where, liveStatesSQL)
-	} else if len(f.States) > 0 {
+	case len(f.States) == 1 && f.States[0] == core.LeaseFailed:
+		where = append(where, failedStateSQL)
+	case len(f.States) > 0:
 		where = append(where, `state IN (`+placeholders(len(f.States))+`)`)
 		for _, s := range f.States {
 			args = append(args, string(s))
