@@ -22,11 +22,14 @@ const reapBatch = 1000
 
 // A prune pass runs once a minute (every tick while a backlog lasts) and
 // makes at most pruneBatches deletes of pruneBatch leases each, so no one
-// store write holds the store long.
+// store write holds the store long. It also stops starting batches after
+// pruneBudget: it runs inside the reaper's loop, and expired leases must
+// still be revoked within two seconds.
 const (
 	pruneInterval = time.Minute
 	pruneBatch    = 1000
 	pruneBatches  = 20
+	pruneBudget   = 250 * time.Millisecond
 )
 
 // Run is the reaper. Every ReapInterval it tries to take (or keep) the
@@ -344,7 +347,8 @@ func truncate(s string, n int) string {
 func (m *Manager) prune(ctx context.Context) bool {
 	before := m.o.Now().Add(-m.o.Retention)
 	total, more := 0, false
-	for range pruneBatches {
+	start := time.Now()
+	for i := 0; i < pruneBatches && (i == 0 || time.Since(start) < pruneBudget); i++ {
 		n, err := m.o.Store.PruneLeases(ctx, before, pruneBatch)
 		total += n
 		if err != nil {
