@@ -161,25 +161,8 @@ func TestReaperAndLimitQueriesUseTheirIndexes(t *testing.T) {
 	if _, err := tx.Exec(ctx, "ANALYZE leases"); err != nil {
 		t.Fatal(err)
 	}
-	live := []core.LeaseState{core.LeaseActive, core.LeasePending}
-	byPrincipal, pArgs := sqlstore.CountQuery(store.LeaseFilter{Provider: "k8s", Subject: "sa", States: live})
-	byRole, rArgs := sqlstore.CountQuery(store.LeaseFilter{Target: "t", Role: "r", States: live})
-	byTarget, tArgs := sqlstore.CountQuery(store.LeaseFilter{Target: "t", States: live})
-	failed, fArgs := sqlstore.CountQuery(store.LeaseFilter{States: []core.LeaseState{core.LeaseFailed}})
-	tests := []struct {
-		name, query string
-		args        []any
-		index       string
-	}{
-		{"due leases, in order", sqlstore.DueQuery, []any{now.UnixNano(), 10}, "leases_due"},
-		{"a principal's live leases", byPrincipal, pArgs, "leases_live_subject"},
-		{"a role's live leases", byRole, rArgs, "leases_live_role"},
-		{"a target's live leases (gauge)", byTarget, tArgs, "leases_live_role"},
-		{"failed leases (gauge)", failed, fArgs, "leases_failed"},
-		{"revoked leases to prune, in order", sqlstore.PruneQuery, []any{now.UnixNano(), 1000}, "leases_revoked_expiry"},
-	}
-	for _, tt := range tests {
-		rows, err := tx.Query(ctx, "EXPLAIN "+dialect.Rebind(tt.query), tt.args...)
+	for _, tt := range sqlstore.IndexedQueries(now) {
+		rows, err := tx.Query(ctx, "EXPLAIN "+dialect.Rebind(tt.Query), tt.Args...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,8 +178,8 @@ func TestReaperAndLimitQueriesUseTheirIndexes(t *testing.T) {
 			t.Fatal(err)
 		}
 		text := strings.Join(plan, "\n")
-		if !strings.Contains(text, "using "+tt.index) || strings.Contains(text, "Sort") {
-			t.Errorf("%s: plan does not use %s (without a sort):\n%s", tt.name, tt.index, text)
+		if !strings.Contains(text, "using "+tt.Index) || strings.Contains(text, "Sort") {
+			t.Errorf("%s: plan does not use %s (without a sort):\n%s", tt.Name, tt.Index, text)
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stint-dev/stint/internal/core"
 	"github.com/stint-dev/stint/internal/store"
 	"github.com/stint-dev/stint/internal/store/internal/sqlstore"
 	"github.com/stint-dev/stint/internal/store/storetest"
@@ -111,26 +110,9 @@ func TestReaperAndLimitQueriesUseTheirIndexes(t *testing.T) {
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	live := []core.LeaseState{core.LeaseActive, core.LeasePending}
-	byPrincipal, pArgs := sqlstore.CountQuery(store.LeaseFilter{Provider: "k8s", Subject: "sa", States: live})
-	byRole, rArgs := sqlstore.CountQuery(store.LeaseFilter{Target: "db", Role: "ro", States: live})
-	byTarget, tArgs := sqlstore.CountQuery(store.LeaseFilter{Target: "db", States: live})
-	failed, fArgs := sqlstore.CountQuery(store.LeaseFilter{States: []core.LeaseState{core.LeaseFailed}})
-	tests := []struct {
-		name, query string
-		args        []any
-		index       string
-	}{
-		{"due leases, in order", sqlstore.DueQuery, []any{time.Now().UnixNano(), 10}, "leases_due"},
-		{"a principal's live leases", byPrincipal, pArgs, "leases_live_subject"},
-		{"a role's live leases", byRole, rArgs, "leases_live_role"},
-		{"a target's live leases (gauge)", byTarget, tArgs, "leases_live_role"},
-		{"failed leases (gauge)", failed, fArgs, "leases_failed"},
-		{"revoked leases to prune, in order", sqlstore.PruneQuery, []any{time.Now().UnixNano(), 1000}, "leases_revoked_expiry"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+tt.query, tt.args...)
+	for _, tt := range sqlstore.IndexedQueries(time.Now()) {
+		t.Run(tt.Name, func(t *testing.T) {
+			rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+tt.Query, tt.Args...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,8 +130,8 @@ func TestReaperAndLimitQueriesUseTheirIndexes(t *testing.T) {
 				t.Fatal(err)
 			}
 			text := strings.Join(plan, "\n")
-			if !strings.Contains(text, "INDEX "+tt.index) || strings.Contains(text, "TEMP B-TREE") {
-				t.Fatalf("plan does not use %s (without a sort):\n%s", tt.index, text)
+			if !strings.Contains(text, "INDEX "+tt.Index) || strings.Contains(text, "TEMP B-TREE") {
+				t.Fatalf("plan does not use %s (without a sort):\n%s", tt.Index, text)
 			}
 		})
 	}
