@@ -34,6 +34,10 @@ type Store interface {
 	// UpdateLease writes l if the stored lease is in one of the states in
 	// from (any state when from is empty); it reports whether it wrote.
 	// This compare-and-set is how replicas avoid revoking a lease twice.
+	// It writes what a lease's life changes — state, expiry, renewability,
+	// attempts, errors, issuer data, update time; the lease's identity
+	// (target, type, role, principal, human, rule, issued_at) is fixed at
+	// CreateLease and l's values for it are ignored.
 	UpdateLease(ctx context.Context, l core.Lease, from ...core.LeaseState) (bool, error)
 	// ListLeases returns leases matching f, ordered by issued_at then id.
 	ListLeases(ctx context.Context, f LeaseFilter) ([]core.Lease, error)

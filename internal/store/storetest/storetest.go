@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeaseGetMissingIsNotFound", testLeaseMissing},
 		{"LeaseUpdateIsCompareAndSet", testLeaseUpdateCAS},
 		{"LeaseConcurrentCASHasOneWinner", testLeaseConcurrentCAS},
+		{"LeaseUpdateKeepsIdentity", testLeaseUpdateKeepsIdentity},
 		{"ListLeasesFiltersAndCountAgrees", testListFilters},
 		{"ListLeasesOrdersByIssuedAtThenID", testListOrder},
 		{"ListLeasesPaginatesWithAfterID", testListPagination},
@@ -382,6 +383,38 @@ func testLeaseUpdateCAS(t *testing.T, s store.Store) {
 				}
 			}
 		})
+	}
+}
+
+// testLeaseUpdateKeepsIdentity: an update writes what a lease's life
+// changes and ignores l's identity fields, which are fixed at create.
+func testLeaseUpdateKeepsIdentity(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	orig := lease("identity")
+	mustCreate(t, s, orig)
+	upd := lease("identity", func(l *core.Lease) {
+		l.Target, l.TargetType, l.Role, l.Rule = "other-db", "mysql", "writer", "r9"
+		l.Provider, l.Subject, l.Human = "gh", "repo:x", "alice"
+		l.IssuedAt = base.Add(time.Minute)
+		l.State, l.ExpiresAt, l.MaxExpires = core.LeaseRevoking, base.Add(2*time.Hour), base.Add(5*time.Hour)
+		l.Renewable, l.Attempts, l.LastError = false, 3, "boom"
+		l.NextAttempt, l.IssuerData, l.UpdatedAt = base.Add(time.Minute), []byte("data"), base.Add(time.Second)
+	})
+	if ok, err := s.UpdateLease(ctx, upd); err != nil || !ok {
+		t.Fatalf("UpdateLease = %v, %v", ok, err)
+	}
+	got, err := s.GetLease(ctx, "identity")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := upd
+	want.Target, want.TargetType, want.Role, want.Rule = orig.Target, orig.TargetType, orig.Role, orig.Rule
+	want.Provider, want.Subject, want.Human, want.IssuedAt = orig.Provider, orig.Subject, orig.Human, orig.IssuedAt
+	if err := equalLease(got, want); err != nil {
+		t.Fatalf("after update: %v", err)
+	}
+	if n, err := s.CountLeases(ctx, store.LeaseFilter{Subject: orig.Subject, Target: orig.Target}); err != nil || n != 1 {
+		t.Fatalf("count by the original identity = %d, %v; want 1", n, err)
 	}
 }
 

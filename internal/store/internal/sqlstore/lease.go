@@ -124,12 +124,14 @@ func (db *DB) UpdateLease(ctx context.Context, l core.Lease, from ...core.LeaseS
 	if err != nil {
 		return false, db.errorf("update lease %q: %w", l.ID, err)
 	}
-	q := `UPDATE leases SET target = ?, target_type = ?, role = ?, provider = ?, subject = ?,
-		human = ?, rule = ?, issued_at = ?, expires_at = ?, max_expires_at = ?, state = ?,
+	// Only the fields a lease's life changes are written. Its identity
+	// (target, role, principal, human, rule, issued_at) is fixed at
+	// CreateLease, and leaving those columns out of the SET keeps SQLite
+	// from rewriting the five indexes built on them on every update.
+	q := `UPDATE leases SET expires_at = ?, max_expires_at = ?, state = ?,
 		renewable = ?, attempts = ?, last_error = ?, next_attempt_at = ?, due_at = ?,
 		issuer_data = ?, updated_at = ? WHERE id = ?`
-	args := []any{l.Target, l.TargetType, l.Role, l.Provider, l.Subject, l.Human, l.Rule,
-		r.issued, r.expires, r.maxExpires, string(l.State), r.renewable, l.Attempts, l.LastError,
+	args := []any{r.expires, r.maxExpires, string(l.State), r.renewable, l.Attempts, l.LastError,
 		r.next, r.due, l.IssuerData, r.update, l.ID}
 	if len(from) > 0 {
 		q += ` AND state IN (` + placeholders(len(from)) + `)`
