@@ -61,9 +61,15 @@ export STINT_DEV_DIR="$work/dev" STINT_ADDR=http://127.0.0.1:$port
 "$work/stint" dev token --namespace agents --service-account other --ttl 3h >"$work/other.jwt"
 "$work/stint" dev token --human root --groups stint-admins --ttl 3h >"$work/admin.jwt"
 
+# Every cycle leaves dead rows in PostgreSQL's shared role catalogs; with
+# autovacuum off (as on this machine) they pile up and slow each later
+# CREATE ROLE. Both sides start each run from vacuumed catalogs.
+vacuum() { psql "$STINT_TEST_POSTGRES_URL" -qc "VACUUM pg_authid, pg_auth_members, pg_shdescription, pg_shdepend"; }
 echo "== create+drop cycles, 4 connections, $CLIENTS clients"
 for i in $(seq 1 "$([ -n "$SKIP_CYCLES" ] && echo 0 || echo "$RUNS")"); do
+  vacuum
   "$work/stint" bench creds --identity-token-file "$work/sa.jwt" --target bench-db --role readonly --revoke -c "$CLIENTS" -d "$DUR" --warmup 1s --baseline=false
+  vacuum
   go test -run XXX -bench 'BenchmarkRawCreateDropPostgres' -benchtime "$DUR" ./internal/issuer/postgres/ | grep -E '^Benchmark'
 done
 
