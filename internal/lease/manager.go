@@ -143,10 +143,12 @@ func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.C
 	describe(&ev, res)
 	// The credential is returned only when the activation and the record
 	// both hold; the pending lease already guarantees that the credential
-	// is removed whatever happens from here.
+	// is removed whatever happens from here. That is also why the
+	// activation may skip the flush (store.Lazy): if a crash loses it, the
+	// lease is pending again and start-up recovery revokes it.
 	var activated bool
 	actErr, auditErr := m.withRecord(ctx, func() (err error) {
-		activated, err = m.o.Store.UpdateLease(ctx, act, core.LeasePending)
+		activated, err = m.o.Store.UpdateLease(store.Lazy(ctx), act, core.LeasePending)
 		return err
 	}, append(r.Preceding, ev)...)
 	if actErr != nil || !activated {

@@ -197,11 +197,11 @@ func (m *Manager) claim(ctx context.Context, wg *sync.WaitGroup, l core.Lease, b
 		// Still queued here behind a slow target: extend the claim so it
 		// neither crowds the due list nor goes to another replica.
 		if l.State == core.LeaseRevoking {
-			_, _ = m.o.Store.UpdateLease(ctx, c, core.LeaseRevoking)
+			_, _ = m.o.Store.UpdateLease(lazyClaim(ctx), c, core.LeaseRevoking)
 		}
 		return
 	}
-	ok, err := m.o.Store.UpdateLease(ctx, c, l.State)
+	ok, err := m.o.Store.UpdateLease(lazyClaim(ctx), c, l.State)
 	if err != nil || !ok {
 		if err != nil && ctx.Err() == nil {
 			m.o.Logger.Error("lease: claim", "lease", l.ID, "err", err)
@@ -220,6 +220,15 @@ func (m *Manager) claim(ctx context.Context, wg *sync.WaitGroup, l core.Lease, b
 		m.mu.Unlock()
 	}
 }
+
+// lazyClaim marks a claim's write as one that may skip the flush
+// (store.Lazy). The claim only decides which replica revokes; the outcome
+// that follows it is written durably. If a crash loses the claim, the
+// lease is back in the state it was claimed from: a due lease (expired,
+// pending, marked by the kill switch, or due for a retry) is due again at
+// once, and a lease revoked on request stays active until the caller asks
+// again or it expires; the caller's request did not succeed.
+func lazyClaim(ctx context.Context) context.Context { return store.Lazy(ctx) }
 
 func reasonFor(l core.Lease) string {
 	switch l.State {
@@ -242,7 +251,7 @@ func (m *Manager) revokeNow(ctx context.Context, l core.Lease, reason string) (c
 	now := m.o.Now()
 	c := l
 	c.State, c.NextAttempt, c.UpdatedAt = core.LeaseRevoking, now.Add(m.o.claimTTL()), now
-	ok, err := m.o.Store.UpdateLease(context.WithoutCancel(ctx), c, l.State)
+	ok, err := m.o.Store.UpdateLease(lazyClaim(context.WithoutCancel(ctx)), c, l.State)
 	if err != nil {
 		return l, core.E(core.KindUnavailable, "", "lease store unavailable", err)
 	}

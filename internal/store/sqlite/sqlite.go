@@ -136,11 +136,18 @@ func OpenOptions(ctx context.Context, path string, o Options) (*Store, error) {
 		r.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	db := sqlstore.NewGrouped(w, r, dialect, o.Now, sqlstore.GroupOptions{
+	g := sqlstore.GroupOptions{
 		Begin:    "BEGIN IMMEDIATE",
 		Queue:    o.WriteQueue,
 		MaxBatch: o.MaxBatch,
-	})
+	}
+	if strings.EqualFold(o.Synchronous, "FULL") {
+		// In WAL mode a NORMAL commit skips the flush and stays
+		// consistent; the next FULL commit's flush of the WAL makes it
+		// durable too (store.Lazy).
+		g.LazySync, g.DurableSync = "PRAGMA synchronous = NORMAL", "PRAGMA synchronous = FULL"
+	}
+	db := sqlstore.NewGrouped(w, r, dialect, o.Now, g)
 	return &Store{DB: db, w: w, r: r}, nil
 }
 

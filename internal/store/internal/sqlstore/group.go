@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/stint-dev/stint/internal/store"
 )
 
 // execer is what one write runs on: the writer pool when every write is its
@@ -36,12 +38,21 @@ type GroupOptions struct {
 	// bounds how long the write lock is held and how many callers one
 	// failed commit fails.
 	MaxBatch int
+	// LazySync and DurableSync, when both set, are the statements that
+	// switch the writer connection to commits without and back to commits
+	// with a flush. A batch whose every write carries store.Lazy commits
+	// between them (SQLite: synchronous NORMAL for the batch, FULL again
+	// after). Unset: every batch is durable.
+	LazySync, DurableSync string
 }
 
 // GroupStats count group commit's work since the DB was opened.
 type GroupStats struct {
 	// Commits is the number of batch transactions committed.
 	Commits uint64
+	// LazyCommits counts those of Commits made without a flush (every
+	// write in them carried store.Lazy).
+	LazyCommits uint64
 	// Writes is the number of writes run in committed batches (including
 	// writes that failed on their own and were rolled back to their
 	// savepoint, which happens only in batches of two or more).
@@ -61,12 +72,15 @@ var ErrClosed = errors.New("store is closed")
 type committer struct {
 	w        *sql.DB
 	begin    string
+	lazy     string // switches the connection to commits without a flush; "" never
+	durable  string // switches it back
 	maxBatch int
 	queue    chan *request
 	quit     chan struct{} // closed by close: accept nothing new
 	stopped  chan struct{} // closed by run when it has finished
 	once     sync.Once
 	commits  atomic.Uint64
+	lazies   atomic.Uint64 // of commits, those made without a flush
 	writes   atomic.Uint64
 	stmts    stmtCache // used by the writer goroutine only
 }
@@ -77,6 +91,7 @@ type request struct {
 	ctx  context.Context
 	fn   writeFn
 	done chan error
+	lazy bool // the caller asked for store.Lazy
 }
 
 func newCommitter(w *sql.DB, o GroupOptions) *committer {
@@ -89,9 +104,14 @@ func newCommitter(w *sql.DB, o GroupOptions) *committer {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 512
 	}
+	if o.LazySync == "" || o.DurableSync == "" {
+		o.LazySync, o.DurableSync = "", ""
+	}
 	c := &committer{
 		w:        w,
 		begin:    o.Begin,
+		lazy:     o.LazySync,
+		durable:  o.DurableSync,
 		maxBatch: o.MaxBatch,
 		queue:    make(chan *request, o.Queue),
 		quit:     make(chan struct{}),
@@ -115,7 +135,7 @@ func (c *committer) do(ctx context.Context, fn writeFn) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	req := &request{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	req := &request{ctx: ctx, fn: fn, done: make(chan error, 1), lazy: store.IsLazy(ctx)}
 	select {
 	case <-c.quit:
 		return ErrClosed
@@ -191,7 +211,41 @@ func (c *committer) commit(batch []*request) {
 		return
 	}
 	errs := make([]error, len(batch))
+	if c.lazy != "" && allLazy(batch) {
+		c.answer(batch, errs, c.runLazy(conn, batch, errs))
+		return
+	}
 	c.answer(batch, errs, c.runBatch(conn, batch, errs))
+}
+
+// allLazy reports whether no write in batch needs to be durable.
+func allLazy(batch []*request) bool {
+	for _, req := range batch {
+		if !req.lazy {
+			return false
+		}
+	}
+	return true
+}
+
+// runLazy commits batch without a flush: it switches the connection to
+// lazy commits, runs the batch, and switches back. A connection that
+// cannot be switched back is discarded, so the pool opens a new one with
+// the durable setting from its DSN; the batch itself has committed.
+func (c *committer) runLazy(conn *sql.Conn, batch []*request, errs []error) error {
+	ctx := context.Background()
+	if _, err := conn.ExecContext(ctx, c.lazy); err != nil {
+		return c.runBatch(conn, batch, errs) // durable is the safe way
+	}
+	err := c.runBatchOpen(conn, batch, errs)
+	if _, rerr := conn.ExecContext(ctx, c.durable); rerr != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	conn.Close()
+	if err == nil {
+		c.lazies.Add(1)
+	}
+	return err
 }
 
 // answer tells each caller its outcome: its own error if its write failed
@@ -210,7 +264,13 @@ func (c *committer) answer(batch []*request, errs []error, batchErr error) {
 // runBatch runs batch in one transaction on conn and commits it, filling
 // errs with each write's own error. It returns an error when nothing in
 // the batch was committed.
-func (c *committer) runBatch(conn *sql.Conn, batch []*request, errs []error) (err error) {
+func (c *committer) runBatch(conn *sql.Conn, batch []*request, errs []error) error {
+	defer conn.Close()
+	return c.runBatchOpen(conn, batch, errs)
+}
+
+// runBatchOpen is runBatch without closing conn.
+func (c *committer) runBatchOpen(conn *sql.Conn, batch []*request, errs []error) (err error) {
 	ctx := context.Background()
 	defer func() {
 		if err != nil {
@@ -221,7 +281,6 @@ func (c *committer) runBatch(conn *sql.Conn, batch []*request, errs []error) (er
 				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 			}
 		}
-		conn.Close()
 	}()
 	if _, err := conn.ExecContext(ctx, c.begin); err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -341,5 +400,5 @@ func (c *committer) close() {
 }
 
 func (c *committer) stats() GroupStats {
-	return GroupStats{Commits: c.commits.Load(), Writes: c.writes.Load(), Queued: len(c.queue)}
+	return GroupStats{Commits: c.commits.Load(), LazyCommits: c.lazies.Load(), Writes: c.writes.Load(), Queued: len(c.queue)}
 }
