@@ -45,7 +45,9 @@ type NoCleanup interface {
 // network round trip (aws-sts calls STS). The lease manager then writes
 // the lease while the issuer works, instead of after it, so the caller
 // waits for the round trip or the lease's commit, whichever is longer,
-// and then for the audit record alone.
+// and then for the audit record alone. Such a credential cannot be
+// recalled, so the audit record is its durable record and the lease's
+// writes may skip the flush (store.Lazy).
 type Remote interface {
 	NoCleanup
 	IssuesRemotely()

@@ -62,3 +62,22 @@ func TestOnlyTheActivationAndTheClaimMaySkipTheFlush(t *testing.T) {
 		t.Fatalf("lease writes = %q, want %q", log.writes, want)
 	}
 }
+
+// TestARemoteCredentialsLeaseMaySkipTheFlush: for a credential that cannot
+// be recalled (aws-sts) the audit record is the durable record, so the
+// lease written during the round trip, and the issuer data after it, may
+// commit without a flush.
+func TestARemoteCredentialsLeaseMaySkipTheFlush(t *testing.T) {
+	log := &flushLog{Store: openSQLite(t)}
+	fs := &flakyStore{Store: log}
+	rem := &remoteIssuer{localIssuer: localIssuer{fakeIssuer{live: map[string]bool{}}}, leases: fs}
+	m, _, cred, err := issueOnce(t, fs, rem, &recorder{}, Limits{}, false, false)
+	if err != nil || cred == nil {
+		t.Fatalf("Issue = %v, %v", cred, err)
+	}
+	m.bg.Wait() // the issuer-data update
+	want := []string{"active lazy", "active lazy"}
+	if !slices.Equal(log.writes, want) {
+		t.Fatalf("lease writes = %q, want %q", log.writes, want)
+	}
+}

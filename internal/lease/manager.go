@@ -242,17 +242,22 @@ func (m *Manager) issueLocal(ctx context.Context, is issuer.Issuer, r IssueReque
 func (m *Manager) issueRemote(ctx context.Context, is issuer.Issuer, r IssueRequest, l core.Lease, ev audit.Event,
 	fail func(core.Lease, string, *core.Error) (core.Lease, core.Credential, error)) (core.Lease, core.Credential, error) {
 	l.State, l.NextAttempt = core.LeaseActive, time.Time{}
+	// The credential cannot be recalled and expires on its own, so the
+	// durable record of it is the audit record; the lease's writes may
+	// skip the flush (store.Lazy), and a crash that loses one loses only
+	// the bookkeeping of a credential that needs no cleanup.
+	lazy := store.Lazy(ctx)
 	var createErr error
 	stored := make(chan struct{})
 	go func() {
-		createErr = m.create(ctx, l)
+		createErr = m.create(lazy, l)
 		close(stored)
 	}()
 	res, ierr := m.callIssuer(ctx, is, r, l)
 	<-stored
 	if ierr != nil {
 		if createErr == nil {
-			m.voidLease(ctx, l, "issue failed")
+			m.voidLease(lazy, l, "issue failed")
 		}
 		return fail(l, audit.OutcomeFailure, ierr)
 	}
@@ -262,7 +267,7 @@ func (m *Manager) issueRemote(ctx context.Context, is issuer.Issuer, r IssueRequ
 	}
 	final, serr := m.settle(l, is, res)
 	if serr != nil {
-		m.voidLease(ctx, l, "cannot seal issuer data")
+		m.voidLease(lazy, l, "cannot seal issuer data")
 		return fail(l, audit.OutcomeFailure, serr)
 	}
 	ev.LeaseID, ev.Outcome = l.ID, audit.OutcomeSuccess
@@ -282,7 +287,7 @@ func (m *Manager) issueRemote(ctx context.Context, is issuer.Issuer, r IssueRequ
 		go func() {
 			defer m.bg.Done()
 			// A lease revoked meanwhile keeps its state: the compare-and-set fails.
-			if _, err := m.o.Store.UpdateLease(context.WithoutCancel(ctx), upd, core.LeaseActive); err != nil {
+			if _, err := m.o.Store.UpdateLease(context.WithoutCancel(lazy), upd, core.LeaseActive); err != nil {
 				m.o.Logger.Warn("lease: record issuer data", "lease", upd.ID, "err", err)
 			}
 		}()
