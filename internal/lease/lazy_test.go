@@ -39,27 +39,49 @@ func (s *flushLog) UpdateLease(ctx context.Context, l core.Lease, from ...core.L
 	return s.Store.UpdateLease(ctx, l, from...)
 }
 
-// TestOnlyTheActivationAndTheClaimMaySkipTheFlush: the pending record
-// (before the target is touched) and the revocation's outcome are durable
-// when they return; the activation and the claim, whose loss in a crash
-// start-up recovery or the caller's retry repairs, may commit without a
-// flush.
-func TestOnlyTheActivationAndTheClaimMaySkipTheFlush(t *testing.T) {
-	log := &flushLog{}
-	e := newEnv(t, func(o *Options) {
-		log.Store = o.Store
-		o.Store = log
-	})
-	l, _, err := e.m.Issue(e.ctx, IssueRequest{Target: "a", Role: "ro", Principal: bot, TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
+// TestOnlyWritesARestartRepairsMaySkipTheFlush: the pending record
+// (before the target is touched), a failed revocation's backoff, and the
+// revocation of a credential whose lease is what revokes it are durable
+// when they return; the activation, the claim, and a database user's
+// successful drop — whose loss in a crash start-up recovery, the caller's
+// retry or the next (idempotent) revocation repairs — may commit without
+// a flush.
+func TestOnlyWritesARestartRepairsMaySkipTheFlush(t *testing.T) {
+	tests := []struct {
+		name       string
+		signing    bool // an issuer with nothing to clean up (ssh, x509, jwt)
+		targetDown bool
+		want       []string
+	}{
+		{"database credential, revoked", false, false,
+			[]string{"pending durable", "active lazy", "revoking lazy", "revoked lazy"}},
+		{"database credential, revocation fails", false, true,
+			[]string{"pending durable", "active lazy", "revoking lazy", "revoking durable"}},
+		{"signing-only credential, revoked", true, false,
+			[]string{"active durable", "revoking lazy", "revoked durable"}},
 	}
-	if got, err := e.m.Revoke(e.ctx, l.ID); err != nil || got.State != core.LeaseRevoked {
-		t.Fatalf("revoke: %v, %v", got.State, err)
-	}
-	want := []string{"pending durable", "active lazy", "revoking lazy", "revoked durable"}
-	if !slices.Equal(log.writes, want) {
-		t.Fatalf("lease writes = %q, want %q", log.writes, want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := &flushLog{}
+			e := newEnv(t, func(o *Options) {
+				log.Store = o.Store
+				o.Store = log
+				if tt.signing {
+					o.Issuers["a"] = &localIssuer{fakeIssuer{live: map[string]bool{}}}
+				}
+			})
+			l, _, err := e.m.Issue(e.ctx, IssueRequest{Target: "a", Role: "ro", Principal: bot, TTL: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.a.down.Store(tt.targetDown)
+			if _, err := e.m.Revoke(e.ctx, l.ID); err != nil && !tt.targetDown {
+				t.Fatalf("revoke: %v", err)
+			}
+			if !slices.Equal(log.writes, tt.want) {
+				t.Fatalf("lease writes = %q, want %q", log.writes, tt.want)
+			}
+		})
 	}
 }
 

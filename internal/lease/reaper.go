@@ -307,9 +307,20 @@ func (m *Manager) attempt(ctx context.Context, c core.Lease, reason string) core
 		m.o.Logger.Warn("lease: revocation failed", "lease", c.ID, "target", c.Target, "attempts", c.Attempts, "err", err)
 	}
 	// The outcome goes to the lease store and the audit record at once.
+	// A success at a target that needed cleanup (a database user dropped)
+	// may skip the store's flush: its audit record is flushed, and if a
+	// crash loses the lease's new state, the lease is revoked again when
+	// it is next due, which finds the user gone — success. A failure's
+	// backoff, and the revocation of a credential whose lease is the only
+	// thing that revokes it (an SSH certificate listed in the KRL), are
+	// flushed.
+	wctx := ctx
+	if _, noCleanup := is.(issuer.NoCleanup); err == nil && ok && !noCleanup {
+		wctx = store.Lazy(ctx)
+	}
 	var stored bool
 	uerr, rerr := m.withRecord(ctx, func() (err error) {
-		stored, err = m.o.Store.UpdateLease(ctx, c, core.LeaseRevoking)
+		stored, err = m.o.Store.UpdateLease(wctx, c, core.LeaseRevoking)
 		return err
 	}, ev)
 	if rerr != nil {
