@@ -61,6 +61,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer tick.Stop()
 	leader := false
 	var lastMetrics, lastPrune time.Time
+	metricsEvery := minMetricsEvery
 	for {
 		held, err := m.o.Store.AcquireLock(ctx, LockName, m.o.Holder, m.o.LockTTL)
 		if err != nil && ctx.Err() == nil {
@@ -82,9 +83,11 @@ func (m *Manager) Run(ctx context.Context) error {
 				}
 			}
 		}
-		if time.Since(lastMetrics) > 2*time.Second {
+		if time.Since(lastMetrics) > metricsEvery {
+			start := time.Now()
 			m.refreshMetrics(ctx)
 			lastMetrics = time.Now()
+			metricsEvery = gaugeInterval(lastMetrics.Sub(start))
 		}
 		select {
 		case <-ctx.Done():
@@ -387,6 +390,17 @@ func (m *Manager) prune(ctx context.Context) bool {
 		m.o.Logger.Info("lease: pruned revoked leases", "count", total, "expired_before", before)
 	}
 	return more
+}
+
+// The gauges count live leases, which costs time in proportion to how
+// many there are (millions, with short-lived certificates at thousands a
+// second). They are refreshed every minMetricsEvery, or less often when a
+// refresh takes long, so that counting never takes more than about a
+// twentieth of one core.
+const minMetricsEvery = 2 * time.Second
+
+func gaugeInterval(took time.Duration) time.Duration {
+	return max(minMetricsEvery, 20*took)
 }
 
 // refreshMetrics sets the gauges. Both counts go through partial indexes
