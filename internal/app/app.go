@@ -208,7 +208,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *App, err error)
 	a.Leases, err = lease.New(lease.Options{
 		Store: a.Store, Issuers: issuers, TargetTypes: types, Sealer: sealer, Audit: a.Audit, Now: o.Now,
 		Logger: o.Logger, Registerer: a.Registry, MaxAttempts: cfg.Leases.MaxAttempts,
-		MaxBackoff: cfg.Leases.MaxBackoff.D(), FailedRetry: cfg.Leases.FailedRetry.D(), Retention: cfg.Leases.Retention.D(),
+		MaxBackoff: cfg.Leases.MaxBackoff.D(), FailedRetry: cfg.Leases.FailedRetry.D(), Retention: cfg.Leases.Retention.Or(config.DefaultLeaseRetention),
 		Limits: lease.Limits{PerPrincipal: cfg.Leases.MaxActivePerPrincipal, PerRole: cfg.Leases.MaxActivePerRole}, Hooks: o.LeaseHooks,
 	})
 	if err != nil {

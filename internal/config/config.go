@@ -199,3 +199,12 @@ type Duration time.Duration
 
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Or returns the duration d points to, or def when d is nil (a field left
+// unset in a config that did not go through SetDefaults).
+func (d *Duration) Or(def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return d.D()
+}

@@ -41,6 +41,16 @@ type NoCleanup interface {
 	NeedsNoCleanup()
 }
 
+// IdempotentRevoke is implemented by issuers whose Revoke succeeds when
+// the credential is already gone (the database targets: their default
+// revocation drops the user IF EXISTS, and custom revocation statements
+// must be idempotent too). A successful revocation's lease write may then
+// skip the flush: if a crash loses it, the lease is revoked again when
+// next due, and that finds nothing left to remove.
+type IdempotentRevoke interface {
+	RevokesIdempotently()
+}
+
 // Remote is implemented by NoCleanup issuers whose Issue waits on a
 // network round trip (aws-sts calls STS). The lease manager then writes
 // the lease while the issuer works, instead of after it, so the caller

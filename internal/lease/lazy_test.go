@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stint-dev/stint/internal/core"
+	"github.com/stint-dev/stint/internal/issuer"
 	"github.com/stint-dev/stint/internal/store"
 )
 
@@ -39,6 +40,10 @@ func (s *flushLog) UpdateLease(ctx context.Context, l core.Lease, from ...core.L
 	return s.Store.UpdateLease(ctx, l, from...)
 }
 
+// strictIssuer hides every optional interface of the issuer it wraps:
+// here, that its revocation is idempotent.
+type strictIssuer struct{ issuer.Issuer }
+
 // TestOnlyWritesARestartRepairsMaySkipTheFlush: the pending record
 // (before the target is touched), a failed revocation's backoff, and the
 // revocation of a credential whose lease is what revokes it are durable
@@ -50,15 +55,18 @@ func TestOnlyWritesARestartRepairsMaySkipTheFlush(t *testing.T) {
 	tests := []struct {
 		name       string
 		signing    bool // an issuer with nothing to clean up (ssh, x509, jwt)
+		strict     bool // an issuer that does not say its revocation is idempotent
 		targetDown bool
 		want       []string
 	}{
-		{"database credential, revoked", false, false,
-			[]string{"pending durable", "active lazy", "revoking lazy", "revoked lazy"}},
-		{"database credential, revocation fails", false, true,
-			[]string{"pending durable", "active lazy", "revoking lazy", "revoking durable"}},
-		{"signing-only credential, revoked", true, false,
-			[]string{"active durable", "revoking lazy", "revoked durable"}},
+		{name: "database credential, revoked",
+			want: []string{"pending durable", "active lazy", "revoking lazy", "revoked lazy"}},
+		{name: "database credential, revocation fails", targetDown: true,
+			want: []string{"pending durable", "active lazy", "revoking lazy", "revoking durable"}},
+		{name: "signing-only credential, revoked", signing: true,
+			want: []string{"active durable", "revoking lazy", "revoked durable"}},
+		{name: "credential whose revocation is not idempotent, revoked", strict: true,
+			want: []string{"pending durable", "active lazy", "revoking lazy", "revoked durable"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,6 +76,9 @@ func TestOnlyWritesARestartRepairsMaySkipTheFlush(t *testing.T) {
 				o.Store = log
 				if tt.signing {
 					o.Issuers["a"] = &localIssuer{fakeIssuer{live: map[string]bool{}}}
+				}
+				if tt.strict {
+					o.Issuers["a"] = strictIssuer{o.Issuers["a"]}
 				}
 			})
 			l, _, err := e.m.Issue(e.ctx, IssueRequest{Target: "a", Role: "ro", Principal: bot, TTL: time.Minute})
@@ -118,5 +129,44 @@ func TestGaugeRefreshBacksOffWhenCountingIsSlow(t *testing.T) {
 		if got := gaugeInterval(tt.took); got != tt.want {
 			t.Errorf("gaugeInterval(%s) = %s, want %s", tt.took, got, tt.want)
 		}
+	}
+}
+
+func (s *flushLog) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	s.writes = append(s.writes, "flush")
+	s.mu.Unlock()
+	return s.Store.Flush(ctx)
+}
+
+// TestKillSwitchFlushesClaimsItCounts: a lease already being revoked is
+// counted by the kill switch and left to that revocation, whose claim may
+// not be flushed yet; the kill switch flushes before it answers, and again
+// after marking.
+func TestKillSwitchFlushesClaimsItCounts(t *testing.T) {
+	log := &flushLog{}
+	e := newEnv(t, func(o *Options) {
+		log.Store = o.Store
+		o.Store = log
+	})
+	claimed := e.issue(t, "a", time.Minute)
+	e.issue(t, "a", time.Minute)
+	// A revocation in progress: claimed (lazily), its attempt not yet made.
+	c := claimed
+	c.State, c.NextAttempt = core.LeaseRevoking, time.Now().Add(time.Hour)
+	if ok, err := log.Store.UpdateLease(store.Lazy(e.ctx), c, core.LeaseActive); err != nil || !ok {
+		t.Fatalf("claim: %v, %v", ok, err)
+	}
+	log.mu.Lock()
+	log.writes = nil
+	log.mu.Unlock()
+	n, err := e.m.RevokeMatching(e.ctx, store.LeaseFilter{Subject: bot.Subject})
+	if err != nil || n != 2 {
+		t.Fatalf("RevokeMatching = %d, %v; want 2", n, err)
+	}
+	e.m.bg.Wait()
+	want := []string{"flush", "revoking durable", "flush"}
+	if !slices.Equal(log.writes, want) {
+		t.Fatalf("writes = %q, want %q", log.writes, want)
 	}
 }

@@ -70,6 +70,10 @@ func (f *fakeIssuer) Revoke(ctx context.Context, r issuer.RevokeRequest) error {
 	f.mu.Unlock()
 	return nil
 }
+
+// RevokesIdempotently: like the database targets, revoking a credential
+// already gone is success.
+func (f *fakeIssuer) RevokesIdempotently() {}
 func (f *fakeIssuer) Renew(ctx context.Context, r issuer.RenewRequest) error {
 	f.renewals.Add(1)
 	return nil

@@ -540,6 +540,14 @@ func (m *Manager) RevokeMatching(ctx context.Context, f store.LeaseFilter) (int,
 	if err != nil {
 		return 0, core.E(core.KindUnavailable, "", "lease store unavailable", err)
 	}
+	// Leases being revoked are counted and left to that revocation, whose
+	// claim may not be flushed yet (lazyClaim): flush it, so that a crash
+	// cannot turn a lease the kill switch counted back into an active one.
+	if n > 0 {
+		if err := m.o.Store.Flush(ctx); err != nil {
+			return 0, core.E(core.KindUnavailable, "", "lease store unavailable", err)
+		}
+	}
 	m.record(ctx, audit.Event{Type: audit.AdminPrefix + "revoke_matching", Target: f.Target, Role: f.Role, Rule: f.Rule,
 		Outcome: audit.OutcomeSuccess, Details: map[string]any{"count": n, "subject": f.Subject, "provider": f.Provider, "human": f.Human}})
 	f.States = slices.DeleteFunc(states, func(s core.LeaseState) bool { return s == core.LeaseRevoking })
@@ -580,6 +588,11 @@ func (m *Manager) markAll(ctx context.Context, f store.LeaseFilter) {
 			}
 		}
 		if len(page) < f.Limit || progress == 0 {
+			// A lease claimed (lazily) by a revocation between the count
+			// and its mark was skipped here: flush that claim too.
+			if err := m.o.Store.Flush(ctx); err != nil {
+				m.o.Logger.Error("lease: kill switch: flush", "err", err)
+			}
 			return
 		}
 	}

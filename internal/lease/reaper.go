@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stint-dev/stint/internal/audit"
@@ -61,7 +62,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer tick.Stop()
 	leader := false
 	var lastMetrics, lastPrune time.Time
-	metricsEvery := minMetricsEvery
+	var refreshing atomic.Bool
+	var metricsEvery atomic.Int64 // time.Duration
+	metricsEvery.Store(int64(minMetricsEvery))
 	for {
 		held, err := m.o.Store.AcquireLock(ctx, LockName, m.o.Holder, m.o.LockTTL)
 		if err != nil && ctx.Err() == nil {
@@ -83,11 +86,18 @@ func (m *Manager) Run(ctx context.Context) error {
 				}
 			}
 		}
-		if time.Since(lastMetrics) > metricsEvery {
-			start := time.Now()
-			m.refreshMetrics(ctx)
+		// The gauges are counted beside the loop, so that a slow count
+		// never delays a revocation.
+		if time.Since(lastMetrics) > time.Duration(metricsEvery.Load()) && refreshing.CompareAndSwap(false, true) {
 			lastMetrics = time.Now()
-			metricsEvery = gaugeInterval(lastMetrics.Sub(start))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer refreshing.Store(false)
+				start := time.Now()
+				m.refreshMetrics(ctx)
+				metricsEvery.Store(int64(gaugeInterval(time.Since(start))))
+			}()
 		}
 		select {
 		case <-ctx.Done():
@@ -310,15 +320,17 @@ func (m *Manager) attempt(ctx context.Context, c core.Lease, reason string) core
 		m.o.Logger.Warn("lease: revocation failed", "lease", c.ID, "target", c.Target, "attempts", c.Attempts, "err", err)
 	}
 	// The outcome goes to the lease store and the audit record at once.
-	// A success at a target that needed cleanup (a database user dropped)
-	// may skip the store's flush: its audit record is flushed, and if a
-	// crash loses the lease's new state, the lease is revoked again when
-	// it is next due, which finds the user gone — success. A failure's
-	// backoff, and the revocation of a credential whose lease is the only
-	// thing that revokes it (an SSH certificate listed in the KRL), are
-	// flushed.
+	// A success at a target whose revocation is idempotent (a database
+	// user dropped IF EXISTS) may skip the store's flush: its audit record
+	// is flushed, and if a crash loses the lease's new state, the lease is
+	// revoked again when it is next due, which finds the user gone —
+	// success. A failure's backoff, and the revocation of a credential
+	// whose lease is what revokes it (an SSH certificate listed in the
+	// KRL), are flushed.
 	wctx := ctx
-	if _, noCleanup := is.(issuer.NoCleanup); err == nil && ok && !noCleanup {
+	_, idempotent := is.(issuer.IdempotentRevoke)
+	_, noCleanup := is.(issuer.NoCleanup)
+	if err == nil && ok && idempotent && !noCleanup {
 		wctx = store.Lazy(ctx)
 	}
 	var stored bool

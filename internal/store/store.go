@@ -47,6 +47,9 @@ type Store interface {
 	DueLeases(ctx context.Context, now time.Time, limit int) ([]core.Lease, error)
 	// CountLeases counts leases matching f.
 	CountLeases(ctx context.Context, f LeaseFilter) (int, error)
+	// Flush makes every write committed so far durable, including Lazy
+	// ones: a barrier for a decision taken on state a Lazy write made.
+	Flush(ctx context.Context) error
 	// PruneLeases deletes up to limit (positive) revoked leases whose
 	// expires_at is before expiredBefore, oldest expiry first, through an
 	// index, and returns how many it deleted. Leases in any other state

@@ -312,6 +312,12 @@ func (is *Issuer) role(name string) role {
 
 // Revoke locks the account (no new logins), kills its sessions, then runs
 // the role's revocation statements. A user already gone is success.
+// RevokesIdempotently marks Revoke as a success when the user is gone
+// (issuer.IdempotentRevoke).
+func (is *Issuer) RevokesIdempotently() {}
+
+var _ issuer.IdempotentRevoke = (*Issuer)(nil)
+
 func (is *Issuer) Revoke(ctx context.Context, req issuer.RevokeRequest) error {
 	name, err := is.name(ctx, req.Role, req.LeaseID, req.Internal)
 	if err != nil {

@@ -283,6 +283,12 @@ func (is *Issuer) role(name string) role {
 
 // Revoke runs the role's revocation statements. A role that is already
 // gone is success (the default uses DROP ROLE IF EXISTS).
+// RevokesIdempotently marks Revoke as a success when the user is gone
+// (issuer.IdempotentRevoke).
+func (is *Issuer) RevokesIdempotently() {}
+
+var _ issuer.IdempotentRevoke = (*Issuer)(nil)
+
 func (is *Issuer) Revoke(ctx context.Context, req issuer.RevokeRequest) error {
 	name, err := is.name(req.Role, req.LeaseID, req.Internal)
 	if err != nil {

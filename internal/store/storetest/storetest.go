@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeaseUpdateIsCompareAndSet", testLeaseUpdateCAS},
 		{"LeaseConcurrentCASHasOneWinner", testLeaseConcurrentCAS},
 		{"LeaseUpdateKeepsIdentity", testLeaseUpdateKeepsIdentity},
+		{"LazyWritesAreVisibleAndFlushKeepsThem", testLazyAndFlush},
 		{"ListLeasesFiltersAndCountAgrees", testListFilters},
 		{"ListLeasesOrdersByIssuedAtThenID", testListOrder},
 		{"ListLeasesPaginatesWithAfterID", testListPagination},
@@ -415,6 +416,29 @@ func testLeaseUpdateKeepsIdentity(t *testing.T, s store.Store) {
 	}
 	if n, err := s.CountLeases(ctx, store.LeaseFilter{Subject: orig.Subject, Target: orig.Target}); err != nil || n != 1 {
 		t.Fatalf("count by the original identity = %d, %v; want 1", n, err)
+	}
+}
+
+// testLazyAndFlush: a Lazy write is committed (visible at once) like any
+// other, and Flush, the barrier that makes it durable, changes no lease.
+func testLazyAndFlush(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustCreate(t, s, lease("lazy", func(l *core.Lease) { l.State = core.LeasePending }))
+	act := lease("lazy")
+	if ok, err := s.UpdateLease(store.Lazy(ctx), act, core.LeasePending); err != nil || !ok {
+		t.Fatalf("lazy UpdateLease = %v, %v", ok, err)
+	}
+	for range 2 {
+		if err := s.Flush(ctx); err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+	}
+	got, err := s.GetLease(ctx, "lazy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := equalLease(got, act); err != nil {
+		t.Fatalf("after a lazy update and Flush: %v", err)
 	}
 }
 

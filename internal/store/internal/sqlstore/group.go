@@ -218,6 +218,18 @@ func (c *committer) commit(batch []*request) {
 	c.answer(batch, errs, c.runBatch(conn, batch, errs))
 }
 
+// discard drops the writer's driver connection (the pool opens a fresh
+// one with the DSN's settings), finalizing the statements cached on it
+// first so that the closed connection's handle is not kept alive by them.
+func (c *committer) discard(conn *sql.Conn) {
+	_ = conn.Raw(func(dc any) error {
+		if dc == c.stmts.conn {
+			c.stmts.closeAll()
+		}
+		return driver.ErrBadConn
+	})
+}
+
 // allLazy reports whether no write in batch needs to be durable.
 func allLazy(batch []*request) bool {
 	for _, req := range batch {
@@ -239,7 +251,7 @@ func (c *committer) runLazy(conn *sql.Conn, batch []*request, errs []error) erro
 	}
 	err := c.runBatchOpen(conn, batch, errs)
 	if _, rerr := conn.ExecContext(ctx, c.durable); rerr != nil {
-		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		c.discard(conn)
 	}
 	conn.Close()
 	if err == nil {
@@ -278,7 +290,7 @@ func (c *committer) runBatchOpen(conn *sql.Conn, batch []*request, errs []error)
 			// it so); if it cannot be rolled back, the connection is
 			// discarded rather than reused mid-transaction.
 			if _, rbErr := conn.ExecContext(ctx, "ROLLBACK"); rbErr != nil && !isNoTx(rbErr) {
-				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+				c.discard(conn)
 			}
 		}
 	}()

@@ -78,3 +78,24 @@ func TestLazyWritesCommitWithoutAFlushOnlyWhenTheWholeBatchIsLazy(t *testing.T) 
 		})
 	}
 }
+
+func TestAFailedLazyBatchLeavesTheWriterDurable(t *testing.T) {
+	db := groupDB(t, GroupOptions{LazySync: "PRAGMA synchronous = NORMAL", DurableSync: "PRAGMA synchronous = FULL"})
+	if _, err := db.w.Exec(`PRAGMA synchronous = FULL`); err != nil {
+		t.Fatal(err)
+	}
+	lazy := store.Lazy(context.Background())
+	if err := db.write(lazy, insert("dup")); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.write(lazy, insert("dup")); err == nil {
+		t.Fatal("a duplicate key was written")
+	}
+	var level int
+	if err := db.write(context.Background(), syncLevel("after", &level)); err != nil || level != 2 {
+		t.Fatalf("the durable write after a failed lazy batch ran with synchronous %d (%v), want 2 (FULL)", level, err)
+	}
+	if got := keys(t, db); len(got) != 2 {
+		t.Fatalf("rows = %q, want dup and after", got)
+	}
+}

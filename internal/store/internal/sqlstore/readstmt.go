@@ -17,25 +17,41 @@ const maxReadStmts = 128
 // benchmark, which reads each lease before revoking it). database/sql
 // prepares a statement again on each pooled connection that runs it.
 type readStmts struct {
-	mu    sync.Mutex
-	db    *sql.DB
-	stmts map[string]*sql.Stmt
+	mu     sync.Mutex
+	db     *sql.DB
+	stmts  map[string]*sql.Stmt
+	closed bool
 }
 
 // get returns q prepared, preparing it on first use; nil when the cache is
 // full or q could not be prepared, so the caller runs it unprepared and
 // sees the error (if any) from that.
+//
+// The lock is not held while preparing, which may wait for a pooled
+// connection: reads of statements already prepared never wait for it.
 func (c *readStmts) get(ctx context.Context, q string) *sql.Stmt {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if st, ok := c.stmts[q]; ok {
+	st, ok := c.stmts[q]
+	full := len(c.stmts) >= maxReadStmts
+	c.mu.Unlock()
+	if ok {
 		return st
 	}
-	if len(c.stmts) >= maxReadStmts {
+	if full {
 		return nil
 	}
 	st, err := c.db.PrepareContext(ctx, q)
 	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.stmts[q]; ok { // prepared meanwhile by another caller
+		_ = st.Close()
+		return prev
+	}
+	if len(c.stmts) >= maxReadStmts || c.closed {
+		_ = st.Close()
 		return nil
 	}
 	if c.stmts == nil {
@@ -49,6 +65,7 @@ func (c *readStmts) get(ctx context.Context, q string) *sql.Stmt {
 func (c *readStmts) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	for q, st := range c.stmts {
 		_ = st.Close()
 		delete(c.stmts, q)

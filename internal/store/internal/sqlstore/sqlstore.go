@@ -261,6 +261,22 @@ func (db *DB) ReleaseLock(ctx context.Context, name, holder string) error {
 	return nil
 }
 
+// Flush implements store.Store: one durable write (a meta row holding the
+// time) flushes every write committed before it, Lazy ones included — an
+// empty transaction would write nothing and flush nothing.
+func (db *DB) Flush(ctx context.Context) error {
+	err := db.write(ctx, func(ctx context.Context, ex execer) error {
+		_, err := ex.ExecContext(ctx, db.d.Rebind(`INSERT INTO meta (key, value) VALUES (?, ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`),
+			"store_flushed_at", []byte(strconv.FormatInt(db.now().UnixNano(), 10)))
+		return err
+	})
+	if err != nil {
+		return db.errorf("flush: %w", err)
+	}
+	return nil
+}
+
 // Close finishes the writes already queued for group commit, refuses new
 // ones (ErrClosed), and closes both pools.
 func (db *DB) Close() error {
