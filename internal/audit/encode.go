@@ -148,32 +148,9 @@ func appendValue(b []byte, v any) ([]byte, error) {
 	case float64:
 		return appendFloat(b, v)
 	case []string:
-		if v == nil {
-			return append(b, "null"...), nil
-		}
-		b = append(b, '[')
-		for i, s := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, s)
-		}
-		return append(b, ']'), nil
+		return appendArray(b, v, func(b []byte, s string) ([]byte, error) { return appendString(b, s), nil })
 	case []any:
-		if v == nil {
-			return append(b, "null"...), nil
-		}
-		b = append(b, '[')
-		for i, x := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			var err error
-			if b, err = appendValue(b, x); err != nil {
-				return nil, err
-			}
-		}
-		return append(b, ']'), nil
+		return appendArray(b, v, appendValue)
 	case map[string]any:
 		if v == nil {
 			return append(b, "null"...), nil
@@ -181,6 +158,25 @@ func appendValue(b []byte, v any) ([]byte, error) {
 		return appendMap(b, v)
 	}
 	return nil, errSlowPath
+}
+
+// appendArray writes a JSON array of vs (null for a nil slice, as
+// encoding/json does), each element by elem.
+func appendArray[T any](b []byte, vs []T, elem func([]byte, T) ([]byte, error)) ([]byte, error) {
+	if vs == nil {
+		return append(b, "null"...), nil
+	}
+	b = append(b, '[')
+	for i, v := range vs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = elem(b, v); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, ']'), nil
 }
 
 // appendFloat formats like encoding/json: shortest representation, 'e'

@@ -168,9 +168,7 @@ func (m *Manager) Issue(ctx context.Context, r IssueRequest) (core.Lease, core.C
 		return fail(l, audit.OutcomeFailure, ce)
 	}
 	if auditErr != nil {
-		// Fail closed: a credential nobody can account for must not exist.
-		m.revokeNow(ctx, act, "audit unavailable")
-		return core.Lease{}, nil, core.E(core.KindUnavailable, "", "audit log unavailable", auditErr)
+		return m.auditFailed(ctx, act, auditErr)
 	}
 	act.IssuerData = nil
 	return act, res.Credential, nil
@@ -222,9 +220,7 @@ func (m *Manager) issueLocal(ctx context.Context, is issuer.Issuer, r IssueReque
 	case createErr != nil:
 		return storeFailed(createErr)
 	case auditErr != nil:
-		// Fail closed: the credential is not returned; mark its lease revoked.
-		m.revokeNow(ctx, l, "audit unavailable")
-		return core.Lease{}, nil, core.E(core.KindUnavailable, "", "audit log unavailable", auditErr)
+		return m.auditFailed(ctx, l, auditErr)
 	}
 	l.IssuerData = nil
 	return l, res.Credential, nil
@@ -274,9 +270,7 @@ func (m *Manager) issueRemote(ctx context.Context, is issuer.Issuer, r IssueRequ
 	ev.Details["expires_at"] = final.ExpiresAt.UTC().Format(time.RFC3339)
 	describe(&ev, res)
 	if err := m.recordAll(ctx, append(r.Preceding, ev)...); err != nil {
-		// Fail closed: the credential is not returned; mark its lease revoked.
-		m.revokeNow(ctx, l, "audit unavailable")
-		return core.Lease{}, nil, core.E(core.KindUnavailable, "", "audit log unavailable", err)
+		return m.auditFailed(ctx, l, err)
 	}
 	// Expiries from remote services have whole seconds: one a fraction of
 	// a second before the requested expiry needs no second write.
@@ -294,6 +288,14 @@ func (m *Manager) issueRemote(ctx context.Context, is issuer.Issuer, r IssueRequ
 	}
 	final.IssuerData = nil
 	return final, res.Credential, nil
+}
+
+// auditFailed fails an issue closed when its audit record could not be
+// written: a credential nobody can account for must not exist, so it is
+// not returned and its lease is revoked now.
+func (m *Manager) auditFailed(ctx context.Context, l core.Lease, err error) (core.Lease, core.Credential, error) {
+	m.revokeNow(ctx, l, "audit unavailable")
+	return core.Lease{}, nil, core.E(core.KindUnavailable, "", "audit log unavailable", err)
 }
 
 // withRecord runs write (a lease store write) and records events at the
