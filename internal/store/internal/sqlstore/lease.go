@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -264,24 +265,37 @@ func CountQuery(f store.LeaseFilter) (string, []any) {
 	return `SELECT COUNT(*) FROM leases` + whereSQL(where), args
 }
 
-// liveStatesSQL selects live leases, the ones the active-lease limits
-// count. It is a literal, not placeholders, and repeats the predicate of
-// the leases_live_* partial indexes (migrations/0003_live_leases.sql) word
-// for word, so that the databases use them.
-const liveStatesSQL = `state IN ('pending', 'active')`
+// stateOrder is the order in which statesSQL lists states; every partial
+// index's predicate on state (migrations/*.sql) and DueQuery list theirs
+// in this order too.
+var stateOrder = []core.LeaseState{core.LeasePending, core.LeaseActive, core.LeaseRevoking, core.LeaseRevoked, core.LeaseFailed}
 
-// failedStateSQL selects failed leases as a literal, repeating the
-// predicate of the leases_failed partial index
-// (migrations/0004_lease_retention.sql), for the same reason.
-const failedStateSQL = `state = 'failed'`
-
-// isLive reports whether states is exactly {pending, active}, in any order.
-func isLive(states []core.LeaseState) bool {
-	if len(states) != 2 {
-		return false
+// statesSQL is the WHERE term selecting states. The states are known
+// constants, so they are written as literals — `state = 'failed'`, or
+// `state IN ('pending', 'active')` in stateOrder — and not placeholders:
+// SQLite uses a partial index only when the query repeats its predicate's
+// terms word for word, and a bound parameter never does. A state that is
+// not a known constant (only a caller's mistake) goes in as a parameter.
+func statesSQL(states []core.LeaseState) (string, []any) {
+	var lits []string
+	for _, st := range stateOrder {
+		if slices.Contains(states, st) {
+			lits = append(lits, "'"+string(st)+"'")
+		}
 	}
-	a, b := states[0], states[1]
-	return (a == core.LeasePending && b == core.LeaseActive) || (a == core.LeaseActive && b == core.LeasePending)
+	for _, st := range states {
+		if !slices.Contains(stateOrder, st) {
+			args := make([]any, len(states))
+			for i, s := range states {
+				args[i] = string(s)
+			}
+			return `state IN (` + placeholders(len(states)) + `)`, args
+		}
+	}
+	if len(lits) == 1 {
+		return `state = ` + lits[0], nil
+	}
+	return `state IN (` + strings.Join(lits, ", ") + `)`, nil
 }
 
 // filterSQL returns the WHERE terms and arguments for f's matching fields.
@@ -306,16 +320,10 @@ func filterSQL(f store.LeaseFilter) ([]string, []any) {
 			args = append(args, id)
 		}
 	}
-	switch {
-	case isLive(f.States):
-		where = append(where, liveStatesSQL)
-	case len(f.States) == 1 && f.States[0] == core.LeaseFailed:
-		where = append(where, failedStateSQL)
-	case len(f.States) > 0:
-		where = append(where, `state IN (`+placeholders(len(f.States))+`)`)
-		for _, s := range f.States {
-			args = append(args, string(s))
-		}
+	if len(f.States) > 0 {
+		term, sargs := statesSQL(f.States)
+		where = append(where, term)
+		args = append(args, sargs...)
 	}
 	if !f.ExpiresAfter.IsZero() {
 		where = append(where, `expires_at > ?`)

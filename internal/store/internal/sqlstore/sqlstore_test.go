@@ -3,6 +3,8 @@ package sqlstore
 import (
 	"strings"
 	"testing"
+
+	"github.com/stint-dev/stint/internal/core"
 )
 
 func TestRebindNumbersPlaceholdersOnlyWhenAsked(t *testing.T) {
@@ -58,5 +60,29 @@ func TestDueQueryRepeatsPartialIndexPredicate(t *testing.T) {
 	const pred = "WHERE state IN ('pending', 'active', 'revoking', 'failed')"
 	if !strings.Contains(ms[0].SQL, "ON leases (due_at, id)\n\t"+pred) || !strings.Contains(DueQuery, pred) {
 		t.Fatal("DueQuery and the leases_due index no longer share their predicate; SQLite would stop using the index")
+	}
+}
+
+func TestStatesAreWrittenAsLiteralsInOneOrder(t *testing.T) {
+	tests := []struct {
+		states   []core.LeaseState
+		want     string
+		wantArgs int
+	}{
+		{[]core.LeaseState{core.LeaseFailed}, `state = 'failed'`, 0},
+		{[]core.LeaseState{core.LeaseActive, core.LeasePending}, `state IN ('pending', 'active')`, 0},
+		{[]core.LeaseState{core.LeasePending, core.LeaseActive, core.LeasePending}, `state IN ('pending', 'active')`, 0},
+		{[]core.LeaseState{core.LeaseFailed, core.LeaseRevoking, core.LeaseActive, core.LeasePending}, `state IN ('pending', 'active', 'revoking', 'failed')`, 0},
+		// Not a known state: never spliced into the SQL.
+		{[]core.LeaseState{core.LeaseActive, "x') OR 1=1 --"}, `state IN (?, ?)`, 2},
+	}
+	for _, tt := range tests {
+		got, args := statesSQL(tt.states)
+		if got != tt.want || len(args) != tt.wantArgs {
+			t.Errorf("statesSQL(%q) = %q, %d args; want %q, %d", tt.states, got, len(args), tt.want, tt.wantArgs)
+		}
+	}
+	if !strings.Contains(DueQuery, `state IN ('pending', 'active', 'revoking', 'failed')`) {
+		t.Error("DueQuery no longer lists its states in statesSQL's order")
 	}
 }

@@ -3,7 +3,7 @@
 -- every issue. Without these partial indexes that count walked every lease
 -- the principal ever held, revoked ones included (16 ms at 20,000), under
 -- the limit's lock. They hold live leases only. The predicate must match
--- liveStatesSQL in lease.go word for word: SQLite only uses a partial
+-- what statesSQL in lease.go writes word for word: SQLite only uses a partial
 -- index when the query repeats its terms.
 CREATE INDEX leases_live_subject ON leases (subject, provider)
 	WHERE state IN ('pending', 'active');

@@ -3,7 +3,7 @@
 -- oldest expiry first, without walking live history. The reaper's gauge of
 -- failed leases counts through leases_failed instead of scanning the
 -- table. Both predicates must match the queries in lease.go (PruneQuery,
--- failedStateSQL) word for word: SQLite only uses a partial index when the
+-- statesSQL) word for word: SQLite only uses a partial index when the
 -- query repeats its terms.
 CREATE INDEX leases_revoked_expiry ON leases (expires_at, id)
 	WHERE state = 'revoked';
