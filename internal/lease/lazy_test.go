@@ -115,23 +115,6 @@ func TestARemoteCredentialsLeaseMaySkipTheFlush(t *testing.T) {
 	}
 }
 
-func TestGaugeRefreshBacksOffWhenCountingIsSlow(t *testing.T) {
-	tests := []struct {
-		took, want time.Duration
-	}{
-		{0, 2 * time.Second},
-		{10 * time.Millisecond, 2 * time.Second},
-		{100 * time.Millisecond, 2 * time.Second},
-		{500 * time.Millisecond, 10 * time.Second},
-		{3 * time.Second, time.Minute},
-	}
-	for _, tt := range tests {
-		if got := gaugeInterval(tt.took); got != tt.want {
-			t.Errorf("gaugeInterval(%s) = %s, want %s", tt.took, got, tt.want)
-		}
-	}
-}
-
 func (s *flushLog) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	s.writes = append(s.writes, "flush")
