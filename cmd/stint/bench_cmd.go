@@ -42,7 +42,8 @@ func newBenchCmd(g *globals) *cobra.Command {
 				form.Set("audience", audience)
 			}
 			addr := strings.TrimRight(client.Addr(g.addr), "/")
-			res := bench.Run(cmd.Context(), "exchange", o, bench.Post(addr+"/oauth2/token", "application/x-www-form-urlencoded", "", []byte(form.Encode())))
+			spec := bench.Spec{URL: addr + "/oauth2/token", ContentType: "application/x-www-form-urlencoded", Body: []byte(form.Encode()), Expect: `"access_token"`}
+			res := bench.Run(cmd.Context(), "exchange", o, spec)
 			return report(cmd, res, baseline, serverPID)
 		},
 	}

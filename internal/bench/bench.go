@@ -12,11 +12,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -60,32 +57,48 @@ type Options struct {
 	MaxRequests int64
 }
 
-// Request makes one request; it returns an error for a failed one.
-type Request func(ctx context.Context, c *http.Client) error
+// Load is what Run drives: a Request (any request, through net/http) or a
+// Spec (one request repeated on a lean keep-alive connection per worker).
+type Load interface {
+	// workers prepares a run: newWorker is called once per goroutine and
+	// phase, and done releases what the workers share.
+	workers(concurrency int) (newWorker func() worker, done func(), err error)
+}
 
-// Run calls req from Concurrency goroutines for Duration (after Warmup)
+// worker makes requests for one goroutine, one at a time.
+type worker interface {
+	// do makes one request; it returns an error for a failed one.
+	do(ctx context.Context) error
+	close()
+}
+
+// Run drives l from Concurrency goroutines for Duration (after Warmup)
 // and records each latency.
-func Run(ctx context.Context, name string, o Options, req Request) Result {
+func Run(ctx context.Context, name string, o Options, l Load) Result {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 32
 	}
 	if o.Duration <= 0 {
 		o.Duration = 10 * time.Second
 	}
-	tr := &http.Transport{MaxIdleConns: o.Concurrency * 2, MaxIdleConnsPerHost: o.Concurrency * 2, IdleConnTimeout: time.Minute}
-	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	defer tr.CloseIdleConnections()
+	res := Result{Name: name, Concurrency: o.Concurrency}
+	newWorker, done, err := l.workers(o.Concurrency)
+	if err != nil {
+		res.Errors, res.FirstError = 1, err.Error()
+		return res
+	}
+	defer done()
 	if o.Warmup > 0 {
 		wctx, cancel := context.WithTimeout(ctx, o.Warmup)
-		run(wctx, o.Concurrency, 0, c, req)
+		run(wctx, o.Concurrency, 0, newWorker)
 		cancel()
 	}
 	rctx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
 	start := time.Now()
-	lat, errs, first := run(rctx, o.Concurrency, o.MaxRequests, c, req)
+	lat, errs, first := run(rctx, o.Concurrency, o.MaxRequests, newWorker)
 	el := time.Since(start)
-	res := Result{Name: name, Requests: int64(len(lat)), Errors: errs, Duration: el, Concurrency: o.Concurrency, FirstError: first}
+	res.Requests, res.Errors, res.Duration, res.FirstError = int64(len(lat)), errs, el, first
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		res.PerSecond = float64(len(lat)) / el.Seconds()
@@ -96,7 +109,7 @@ func Run(ctx context.Context, name string, o Options, req Request) Result {
 	return res
 }
 
-func run(ctx context.Context, n int, maxOK int64, c *http.Client, req Request) ([]time.Duration, int64, string) {
+func run(ctx context.Context, n int, maxOK int64, newWorker func() worker) ([]time.Duration, int64, string) {
 	var wg sync.WaitGroup
 	var errs, ok atomic.Int64
 	var firstMu sync.Mutex
@@ -106,13 +119,15 @@ func run(ctx context.Context, n int, maxOK int64, c *http.Client, req Request) (
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			w := newWorker()
+			defer w.close()
 			local := make([]time.Duration, 0, 1<<14)
 			for ctx.Err() == nil {
 				if maxOK > 0 && ok.Add(1) > maxOK {
 					break
 				}
 				t := time.Now()
-				err := req(ctx, c)
+				err := w.do(ctx)
 				d := time.Since(t)
 				if err != nil {
 					if ctx.Err() != nil {
@@ -137,30 +152,6 @@ func run(ctx context.Context, n int, maxOK int64, c *http.Client, req Request) (
 		all = append(all, l...)
 	}
 	return all, errs.Load(), first
-}
-
-// Post returns a Request that POSTs body and expects 200.
-func Post(url, contentType, auth string, body []byte) Request {
-	return func(ctx context.Context, c *http.Client) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(body)))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", contentType)
-		if auth != "" {
-			req.Header.Set("Authorization", "Bearer "+auth)
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return err
-		}
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d: %.200s", resp.StatusCode, b)
-		}
-		return nil
-	}
 }
 
 // Baseline measures raw ES256 sign + RS256 (2048-bit) verify operations
@@ -218,37 +209,6 @@ func RSS(pid int) (rss, peak int64, err error) {
 		return 0, 0, errors.New("bench: no VmRSS in /proc status")
 	}
 	return rss, peak, nil
-}
-
-// IssueRevoke returns a Request that asks for a credential and, when
-// revoke is set, revokes its lease at once: one create + one drop cycle,
-// comparable with running the target's own creation and revocation SQL.
-func IssueRevoke(addr, token string, body []byte, revoke bool) Request {
-	issue := Post(addr+"/v1/credentials", "application/json", token, body)
-	if !revoke {
-		return issue
-	}
-	return func(ctx context.Context, c *http.Client) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, addr+"/v1/credentials", strings.NewReader(string(body)))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := c.Do(req)
-		if err != nil {
-			return err
-		}
-		var out struct {
-			LeaseID string `json:"lease_id"`
-		}
-		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || err != nil || out.LeaseID == "" {
-			return fmt.Errorf("issue: status %d", resp.StatusCode)
-		}
-		return Post(addr+"/v1/leases/"+out.LeaseID+"/revoke", "application/json", token, []byte("{}"))(ctx, c)
-	}
 }
 
 // BaselineEd25519 measures raw Ed25519 signatures per second on one
