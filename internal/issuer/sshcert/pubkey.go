@@ -1,9 +1,11 @@
 package sshcert
 
 import (
+	"bytes"
 	"crypto/rsa"
 	"encoding/pem"
 	"strings"
+	"unicode"
 
 	"golang.org/x/crypto/ssh"
 
@@ -27,7 +29,7 @@ func ParsePublicKey(text string) (ssh.PublicKey, error) {
 		// Never echo or keep it; just refuse.
 		return nil, core.Invalid("public_key holds a private key; send only the public key")
 	}
-	if f := strings.Fields(text); len(f) > 0 && (f[0] == "ssh-dss" || f[0] == "ssh-dss-cert-v01@openssh.com") {
+	if f := firstField(text); f == "ssh-dss" || f == "ssh-dss-cert-v01@openssh.com" {
 		// x/crypto no longer parses DSA; say why rather than "malformed".
 		return nil, core.Invalid("public_key: dsa keys are not accepted (use ed25519)")
 	}
@@ -35,7 +37,7 @@ func ParsePublicKey(text string) (ssh.PublicKey, error) {
 	if err != nil {
 		return nil, core.Invalid("public_key is not an OpenSSH public key (want e.g. \"ssh-ed25519 AAAA…\")")
 	}
-	if len(strings.TrimSpace(string(rest))) > 0 {
+	if len(bytes.TrimSpace(rest)) > 0 {
 		return nil, core.Invalid("public_key must hold exactly one key")
 	}
 	if _, ok := pub.(*ssh.Certificate); ok {
@@ -64,4 +66,14 @@ func ParsePublicKey(text string) (ssh.PublicKey, error) {
 
 func pemEncode(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+// firstField is strings.Fields(s)[0], or "" when s has no field, without
+// splitting the rest.
+func firstField(s string) string {
+	s = strings.TrimLeftFunc(s, unicode.IsSpace)
+	if i := strings.IndexFunc(s, unicode.IsSpace); i >= 0 {
+		s = s[:i]
+	}
+	return s
 }

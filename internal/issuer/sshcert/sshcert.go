@@ -6,12 +6,12 @@
 package sshcert
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -21,7 +21,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template"
+	"text/template/parse"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -89,6 +91,10 @@ type Issuer struct {
 	mu sync.Mutex
 	ca ssh.Signer // cached after the first successful load
 
+	// signer is what Issue signs with, set after the first successful
+	// load: ca, with its public key's wire form computed once.
+	signer atomic.Pointer[signerRef]
+
 	// The KRL is public and unauthenticated: build it at most every
 	// krlMaxAge, so a flood of requests costs one lease listing.
 	krlMu   sync.Mutex
@@ -102,7 +108,18 @@ const krlMaxAge = 5 * time.Second
 type role struct {
 	RoleConfig
 	principals []*template.Template
-	certType   uint32
+	// fast[i] is principals[i] when it is only text and field references
+	// ({{.service_account}}, {{.identity.namespace}}.hosts): render then
+	// looks the fields up instead of executing the template. nil when the
+	// template needs text/template.
+	fast     [][]principalPart
+	certType uint32
+	// certTypeName is credential.cert_type: user or host.
+	certTypeName string
+	// criticalOptions and extensions are the certificate's, built once and
+	// shared by every certificate of the role: ssh only reads them.
+	criticalOptions map[string]string
+	extensions      map[string]string
 }
 
 // Critical options stint lets a role set; others would be ignored by sshd
@@ -139,11 +156,11 @@ func New(cfg Config) (*Issuer, error) {
 }
 
 func newRole(rc RoleConfig) (role, error) {
-	r := role{RoleConfig: rc, certType: ssh.UserCert}
+	r := role{RoleConfig: rc, certType: ssh.UserCert, certTypeName: "user"}
 	switch rc.CertType {
 	case "", "user":
 	case "host":
-		r.certType = ssh.HostCert
+		r.certType, r.certTypeName = ssh.HostCert, "host"
 		if len(rc.CriticalOptions) > 0 {
 			return role{}, fmt.Errorf("critical options apply to user certificates only")
 		}
@@ -159,6 +176,7 @@ func newRole(rc RoleConfig) (role, error) {
 			return role{}, fmt.Errorf("principal %q: %w", p, err)
 		}
 		r.principals = append(r.principals, t)
+		r.fast = append(r.fast, compilePrincipal(t))
 	}
 	for _, p := range rc.AllowedPrincipals {
 		if _, err := path.Match(p, ""); err != nil {
@@ -179,6 +197,14 @@ func newRole(rc RoleConfig) (role, error) {
 		if e == "" || strings.ContainsAny(e, " ,\n") {
 			return role{}, fmt.Errorf("extension %q: want a name such as permit-pty", e)
 		}
+	}
+	r.criticalOptions = make(map[string]string, len(rc.CriticalOptions))
+	for k, v := range rc.CriticalOptions {
+		r.criticalOptions[k] = v
+	}
+	r.extensions = make(map[string]string, len(rc.Extensions))
+	for _, e := range rc.Extensions {
+		r.extensions[e] = ""
 	}
 	return r, nil
 }
@@ -245,6 +271,55 @@ func (is *Issuer) CA(ctx context.Context) (ssh.Signer, error) {
 	return s, nil
 }
 
+// signerRef holds the signer Issue uses.
+type signerRef struct{ s ssh.Signer }
+
+// issueSigner is CA with the public key's wire form cached: SignCert and
+// Certificate.Marshal each marshal the signature key again otherwise.
+// Signing is still the CA signer's own.
+func (is *Issuer) issueSigner(ctx context.Context) (ssh.Signer, error) {
+	if r := is.signer.Load(); r != nil {
+		return r.s, nil
+	}
+	ca, err := is.CA(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var s ssh.Signer = ca
+	// Both ssh.NewSignerFromSigner and ssh.NewSignerWithAlgorithms give a
+	// MultiAlgorithmSigner, the interface SignCert looks for first; keep
+	// any other signer as it is rather than hide what it implements.
+	if m, ok := ca.(ssh.MultiAlgorithmSigner); ok {
+		pub := ca.PublicKey()
+		s = caSigner{MultiAlgorithmSigner: m, pub: wireKey{PublicKey: pub, wire: pub.Marshal()},
+			algorithms: slices.Clip(m.Algorithms())}
+	}
+	is.signer.Store(&signerRef{s})
+	return s, nil
+}
+
+// caSigner is a CA signer whose PublicKey marshals from a cache and whose
+// Algorithms (a fresh slice per call otherwise) is computed once. SignCert
+// only reads them.
+type caSigner struct {
+	ssh.MultiAlgorithmSigner
+	pub        ssh.PublicKey
+	algorithms []string
+}
+
+func (s caSigner) PublicKey() ssh.PublicKey { return s.pub }
+
+func (s caSigner) Algorithms() []string { return s.algorithms }
+
+// wireKey is a public key with its wire form (Marshal) computed once. The
+// bytes are shared: ssh copies them and never writes to them.
+type wireKey struct {
+	ssh.PublicKey
+	wire []byte
+}
+
+func (k wireKey) Marshal() []byte { return k.wire }
+
 // CALine is the CA public key in authorized-keys form: the line an admin
 // puts in TrustedUserCAKeys (or after @cert-authority in known_hosts).
 func (is *Issuer) CALine(ctx context.Context) (string, error) {
@@ -260,7 +335,8 @@ func (is *Issuer) CALine(ctx context.Context) (string, error) {
 // lease id, so the KRL can be built from lease ids alone and no two leases
 // share one in practice. Zero is skipped: OpenSSH treats it as "no serial".
 func Serial(leaseID string) uint64 {
-	h := sha256.Sum256([]byte("stint-ssh-serial\x00" + leaseID))
+	var buf [128]byte
+	h := sha256.Sum256(append(append(buf[:0], "stint-ssh-serial\x00"...), leaseID...))
 	s := binary.BigEndian.Uint64(h[:8])
 	if s == 0 {
 		s = 1
@@ -268,7 +344,8 @@ func Serial(leaseID string) uint64 {
 	return s
 }
 
-// internalData is what the lease keeps: public facts only.
+// internalData is what the lease keeps: public facts only. Issue writes
+// its JSON with appendInternal, byte for byte what json.Marshal makes of it.
 type internalData struct {
 	Serial      uint64   `json:"serial"`
 	KeyID       string   `json:"key_id"`
@@ -284,13 +361,14 @@ func (is *Issuer) Issue(ctx context.Context, req issuer.Request) (issuer.Result,
 	if !ok {
 		return issuer.Result{}, core.Invalid("target %s has no role %q", is.cfg.Name, req.Role)
 	}
-	cred := core.Credential{}
+	cred := make(core.Credential, 8)
 	var pub ssh.PublicKey
 	if text := strings.TrimSpace(req.Params["public_key"]); text != "" {
 		var err error
 		if pub, err = ParsePublicKey(text); err != nil {
 			return issuer.Result{}, err
 		}
+		pub = wireKey{PublicKey: pub, wire: pub.Marshal()}
 	} else {
 		p, priv, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
@@ -299,18 +377,19 @@ func (is *Issuer) Issue(ctx context.Context, req issuer.Request) (issuer.Result,
 		if pub, err = ssh.NewPublicKey(p); err != nil {
 			return issuer.Result{}, fmt.Errorf("sshcert %s: generate key: %w", is.cfg.Name, err)
 		}
+		pub = wireKey{PublicKey: pub, wire: pub.Marshal()}
 		block, err := ssh.MarshalPrivateKey(priv, "stint "+req.LeaseID)
 		if err != nil {
 			return issuer.Result{}, fmt.Errorf("sshcert %s: encode key: %w", is.cfg.Name, err)
 		}
 		cred["private_key"] = string(pemEncode(block.Type, block.Bytes))
-		cred["public_key"] = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
+		cred["public_key"] = authorizedKey(pub.Type(), pub.Marshal())
 	}
-	principals, err := r.render(req.Principal, req.Human, req.Params["principals"])
+	principals, err := r.render(&req.Principal, req.Human, req.Params["principals"])
 	if err != nil {
 		return issuer.Result{}, err
 	}
-	ca, err := is.CA(ctx)
+	ca, err := is.issueSigner(ctx)
 	if err != nil {
 		return issuer.Result{}, err
 	}
@@ -318,32 +397,95 @@ func (is *Issuer) Issue(ctx context.Context, req issuer.Request) (issuer.Result,
 		Key:             pub,
 		Serial:          Serial(req.LeaseID),
 		CertType:        r.certType,
-		KeyId:           keyID(req),
+		KeyId:           keyID(&req),
 		ValidPrincipals: principals,
 		ValidAfter:      unixSeconds(req.IssuedAt.Add(-Backdate)),
 		ValidBefore:     unixSeconds(req.ExpiresAt),
-		Permissions:     ssh.Permissions{CriticalOptions: map[string]string{}, Extensions: map[string]string{}},
-	}
-	for k, v := range r.CriticalOptions {
-		cert.CriticalOptions[k] = v
-	}
-	for _, e := range r.Extensions {
-		cert.Extensions[e] = ""
+		// The role's maps, shared: SignCert and Marshal only read them,
+		// and cert does not leave Issue.
+		Permissions: ssh.Permissions{CriticalOptions: r.criticalOptions, Extensions: r.extensions},
 	}
 	if err := cert.SignCert(rand.Reader, ca); err != nil {
 		return issuer.Result{}, fmt.Errorf("sshcert %s: sign: %w", is.cfg.Name, err)
 	}
-	internal, err := json.Marshal(internalData{Serial: cert.Serial, KeyID: cert.KeyId,
-		Fingerprint: ssh.FingerprintSHA256(pub), Principals: principals})
-	if err != nil {
-		return issuer.Result{}, fmt.Errorf("sshcert %s: %w", is.cfg.Name, err)
-	}
-	cred["certificate"] = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(cert)))
+	cred["certificate"] = authorizedKey(cert.Type(), cert.Marshal())
 	cred["serial"] = strconv.FormatUint(cert.Serial, 10)
 	cred["key_id"] = cert.KeyId
 	cred["principals"] = strings.Join(principals, ",")
-	cred["cert_type"] = map[uint32]string{ssh.UserCert: "user", ssh.HostCert: "host"}[r.certType]
+	cred["cert_type"] = r.certTypeName
+	internal := appendInternal(nil, cert.Serial, cert.KeyId, fingerprintSHA256(pub.Marshal()), principals)
 	return issuer.Result{Credential: cred, Internal: internal}, nil
+}
+
+// authorizedKey is ssh.MarshalAuthorizedKey of a key whose Type is typ and
+// whose Marshal is wire, without the final newline.
+func authorizedKey(typ string, wire []byte) string {
+	var b strings.Builder
+	b.Grow(len(typ) + 1 + base64.StdEncoding.EncodedLen(len(wire)))
+	b.WriteString(typ)
+	b.WriteByte(' ')
+	var chunk [1024]byte
+	for len(wire) > 0 {
+		n := min(len(wire), 768) // a multiple of 3: no padding before the end
+		base64.StdEncoding.Encode(chunk[:], wire[:n])
+		b.Write(chunk[:base64.StdEncoding.EncodedLen(n)])
+		wire = wire[n:]
+	}
+	return b.String()
+}
+
+// fingerprintSHA256 is ssh.FingerprintSHA256 of a key whose Marshal is
+// wire.
+func fingerprintSHA256(wire []byte) string {
+	sum := sha256.Sum256(wire)
+	var b [len("SHA256:") + 43]byte // 43: unpadded base64 of 32 bytes
+	copy(b[:], "SHA256:")
+	base64.RawStdEncoding.Encode(b[len("SHA256:"):], sum[:])
+	return string(b[:])
+}
+
+// appendInternal appends json.Marshal(internalData{...}).
+func appendInternal(b []byte, serial uint64, keyID, fingerprint string, principals []string) []byte {
+	n := len(`{"serial":18446744073709551615,"key_id":"","fingerprint":"","principals":[]}`) + len(keyID) + len(fingerprint)
+	for _, p := range principals {
+		n += len(p) + 3
+	}
+	b = slices.Grow(b, n)
+	b = append(b, `{"serial":`...)
+	b = strconv.AppendUint(b, serial, 10)
+	b = append(b, `,"key_id":`...)
+	b = appendJSONString(b, keyID)
+	b = append(b, `,"fingerprint":`...)
+	b = appendJSONString(b, fingerprint)
+	b = append(b, `,"principals":`...)
+	if principals == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, p := range principals {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, p)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as encoding/json writes it: as is between
+// quotes when every byte is printable ASCII that json.Marshal leaves alone,
+// else encoding/json's own escaping.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 func unixSeconds(t time.Time) uint64 {
@@ -355,28 +497,33 @@ func unixSeconds(t time.Time) uint64 {
 
 // keyID names the principal, the human and the lease, which sshd logs on
 // every login made with the certificate.
-func keyID(req issuer.Request) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "stint lease=%s principal=%s:%s", req.LeaseID, req.Principal.Provider, req.Principal.Subject)
-	if req.Human != nil {
-		fmt.Fprintf(&b, " human=%s", req.Human.Subject)
+func keyID(req *issuer.Request) string {
+	if req.Human == nil {
+		return "stint lease=" + req.LeaseID + " principal=" + req.Principal.Provider + ":" + req.Principal.Subject
 	}
-	return b.String()
+	return "stint lease=" + req.LeaseID + " principal=" + req.Principal.Provider + ":" + req.Principal.Subject +
+		" human=" + req.Human.Subject
 }
 
 // render expands the principal templates, checks each against the
 // allow-list, and narrows to the caller's request when it names some.
-func (r role) render(p core.Principal, h *core.Principal, requested string) ([]string, error) {
-	data := p.Map()
-	data["identity"] = p.Map()
-	data["human"] = h.Map()
-	var out []string
-	for _, t := range r.principals {
-		var b bytes.Buffer
-		if err := t.Execute(&b, data); err != nil {
-			return nil, core.Forbidden("a certificate principal cannot be derived from this identity", err)
+func (r *role) render(p, h *core.Principal, requested string) ([]string, error) {
+	var data map[string]any // what the templates see; built when one needs text/template
+	out := make([]string, 0, len(r.principals))
+	for i, t := range r.principals {
+		name, ok := expand(r.fast[i], p, h)
+		if !ok {
+			if data == nil {
+				data = p.Map()
+				data["identity"] = p.Map()
+				data["human"] = h.Map()
+			}
+			var b strings.Builder
+			if err := t.Execute(&b, data); err != nil {
+				return nil, core.Forbidden("a certificate principal cannot be derived from this identity", err)
+			}
+			name = b.String()
 		}
-		name := b.String()
 		if !validPrincipal(name) {
 			return nil, core.Forbidden("a certificate principal derived from this identity is not a valid name", fmt.Errorf("principal %q", name))
 		}
@@ -413,15 +560,137 @@ func validPrincipal(s string) bool {
 	if s == "" || len(s) > 255 {
 		return false
 	}
-	for _, c := range s {
-		switch {
+	// Bytes, not runes: no byte of a multi-byte rune is in the set.
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.ContainsRune("._-@+", c):
+		case c == '.', c == '_', c == '-', c == '@', c == '+':
 		default:
 			return false
 		}
 	}
 	return true
+}
+
+// principalPart is a piece of a principal template: text, or a field
+// reference such as .identity.namespace (field holds its names).
+type principalPart struct {
+	text  string
+	field []string
+}
+
+// compilePrincipal splits a parsed template into text and plain field
+// references, or returns nil when it holds anything else (pipelines,
+// functions, conditionals, variables, {{.}}), or nothing.
+func compilePrincipal(t *template.Template) []principalPart {
+	if t.Tree == nil || t.Tree.Root == nil {
+		return nil
+	}
+	var parts []principalPart
+	for _, n := range t.Tree.Root.Nodes {
+		switch n := n.(type) {
+		case *parse.TextNode:
+			parts = append(parts, principalPart{text: string(n.Text)})
+		case *parse.ActionNode:
+			pp := n.Pipe
+			if pp == nil || pp.IsAssign || len(pp.Decl) > 0 || len(pp.Cmds) != 1 || len(pp.Cmds[0].Args) != 1 {
+				return nil
+			}
+			f, ok := pp.Cmds[0].Args[0].(*parse.FieldNode)
+			if !ok || len(f.Ident) == 0 {
+				return nil
+			}
+			parts = append(parts, principalPart{field: slices.Clone(f.Ident)})
+		default:
+			return nil
+		}
+	}
+	return parts
+}
+
+// expand renders compiled template parts over the data render gives the
+// templates. ok is false when parts is nil or a field is not a string
+// that is there: the template then runs, so its output and its errors
+// (missingkey=error) stay text/template's own.
+func expand(parts []principalPart, p, h *core.Principal) (string, bool) {
+	if len(parts) == 1 {
+		if parts[0].field == nil {
+			return parts[0].text, true
+		}
+		return lookup(parts[0].field, p, h)
+	}
+	if len(parts) == 0 {
+		return "", false
+	}
+	var b strings.Builder
+	for _, part := range parts {
+		if part.field == nil {
+			b.WriteString(part.text)
+			continue
+		}
+		v, ok := lookup(part.field, p, h)
+		if !ok {
+			return "", false
+		}
+		b.WriteString(v)
+	}
+	return b.String(), true
+}
+
+// lookup follows a field chain through what render hands text/template,
+// without building it: p.Map() with identity set to p.Map() and human to
+// h.Map(), and below that map[string]any attribute values. ok only when
+// every name is a key that is there and the value is a string, which
+// text/template prints as is.
+func lookup(chain []string, p, h *core.Principal) (string, bool) {
+	var v any
+	var ok bool
+	rest := chain[1:]
+	switch chain[0] {
+	case "identity", "human":
+		// p.Map() or h.Map() (empty when h is nil), indexed by the next name.
+		in := p
+		if chain[0] == "human" {
+			in = h
+		}
+		if len(rest) == 0 || in == nil {
+			return "", false
+		}
+		v, ok = principalValue(in, rest[0])
+		rest = rest[1:]
+	default:
+		v, ok = principalValue(p, chain[0])
+	}
+	if !ok {
+		return "", false
+	}
+	for _, name := range rest {
+		m, isMap := v.(map[string]any)
+		if !isMap {
+			return "", false
+		}
+		if v, ok = m[name]; !ok {
+			return "", false
+		}
+	}
+	s, ok := v.(string)
+	return s, ok
+}
+
+// principalValue is p.Map()[k].
+func principalValue(p *core.Principal, k string) (any, bool) {
+	switch k {
+	case "provider":
+		return p.Provider, true
+	case "kind":
+		return p.Kind, true
+	case "subject":
+		return p.Subject, true
+	case "issuer":
+		return p.Issuer, true
+	}
+	v, ok := p.Attributes[k]
+	return v, ok
 }
 
 // Revoke always succeeds: a certificate cannot be recalled, and the lease,
