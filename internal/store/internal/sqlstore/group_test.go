@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -272,5 +273,89 @@ func TestLoneFailingWriteLeavesNoTrace(t *testing.T) {
 	}
 	if got, want := keys(t, db), []string{"y"}; !slices.Equal(got, want) {
 		t.Errorf("stored keys = %v, want %v", got, want)
+	}
+}
+
+// commits counts the batches the writer has committed.
+func commits(db *DB) uint64 { return db.GroupStats().Commits }
+
+func TestCommitDelay(t *testing.T) {
+	// Each case first commits a batch of three (a blocker holds the writer
+	// while they queue), so the writer is busy and its last batch was 3.
+	tests := []struct {
+		name        string
+		delay, busy time.Duration
+		submit      int // writes submitted one by one after that batch
+		wantCommits uint64
+		minWait     time.Duration // the first write's least wait
+	}{
+		{"a busy writer gathers as many writes as its last batch", time.Minute, time.Minute, 3, 1, 0},
+		{"the delay ends the wait for writes that do not come", 50 * time.Millisecond, time.Minute, 1, 1, 50 * time.Millisecond},
+		{"an idle writer commits at once", time.Minute, 0, 3, 3, 0},
+		{"no delay, no wait", 0, time.Minute, 3, 3, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := groupDB(t, GroupOptions{CommitDelay: tt.delay})
+			db.group.busy = tt.busy
+			release := block(t, db)
+			wait := submit(t, db, insert("a1"), insert("a2"), insert("a3"))
+			release()
+			for _, err := range wait() {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := commits(db)
+			start := time.Now()
+			var fns []writeFn
+			for i := range tt.submit {
+				fns = append(fns, insert(fmt.Sprintf("b%d", i)))
+			}
+			var first time.Duration
+			var wg sync.WaitGroup
+			for i, fn := range fns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := db.write(context.Background(), fn); err != nil {
+						t.Error(err)
+					}
+					if i == 0 {
+						first = time.Since(start)
+					}
+				}()
+				switch {
+				case i == len(fns)-1: // the last may complete the batch
+				case tt.wantCommits == 1:
+					waitQueuedOrGathered(t, db, i+1)
+				default:
+					wg.Wait() // one at a time: each its own commit
+				}
+			}
+			wg.Wait()
+			if got := commits(db) - before; got != tt.wantCommits {
+				t.Errorf("%d writes took %d commits, want %d", tt.submit, got, tt.wantCommits)
+			}
+			if first < tt.minWait {
+				t.Errorf("the first write waited %v, want at least the delay %v", first, tt.minWait)
+			}
+			if got := keys(t, db); len(got) != 4+tt.submit {
+				t.Errorf("rows = %v, want %d", got, 4+tt.submit)
+			}
+		})
+	}
+}
+
+// waitQueuedOrGathered waits until the writer holds n writes, queued or
+// gathered into the batch it is waiting to fill.
+func waitQueuedOrGathered(t *testing.T, db *DB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for db.group.pendingCount() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("writer holds %d writes, want %d", db.group.pendingCount(), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
