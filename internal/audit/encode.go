@@ -244,6 +244,16 @@ func isJSONNumber(s string) bool {
 
 const hexDigits = "0123456789abcdef"
 
+// plain holds the ASCII bytes appendString copies as they are: one table
+// lookup per byte instead of six comparisons (audit strings are mostly
+// such bytes).
+var plain = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendString quotes s as encoding/json does with HTML escaping on:
 // <, > and & as \u003c, \u003e, \u0026; control characters as \n, \r,
 // \t, \b, \f or \u00XX; invalid UTF-8 as \ufffd; U+2028 and U+2029
@@ -253,7 +263,7 @@ func appendString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if plain[c] {
 				i++
 				continue
 			}

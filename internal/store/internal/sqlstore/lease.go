@@ -311,6 +311,10 @@ func filterSQL(f store.LeaseFilter) ([]string, []any) {
 	eq("subject", f.Subject)
 	eq("provider", f.Provider)
 	eq("human", f.Human)
+	if f.Human != "" {
+		// Repeats leases_human's predicate, so SQLite uses that index.
+		where = append(where, `human <> ''`)
+	}
 	eq("target", f.Target)
 	eq("role", f.Role)
 	eq("rule", f.Rule)
