@@ -826,3 +826,42 @@ func TestParsePublicKeyMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+func TestCertWireMatchesMarshal(t *testing.T) {
+	ctx := context.Background()
+	keys := testKeys(t)
+	for _, caKind := range []string{"ed25519", "ecdsa-p256", "rsa-3072"} {
+		t.Run(caKind, func(t *testing.T) {
+			is := newIssuer(t, caKind, equivRoles, nil)
+			ca, err := is.issueSigner(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			signed := 0
+			for keyName, key := range keys {
+				pub, err := ParsePublicKey(key)
+				if err != nil {
+					continue // testKeys holds refused keys too
+				}
+				signed++
+				cert := &ssh.Certificate{Key: pub, Serial: 7, CertType: ssh.UserCert, KeyId: "k " + keyName,
+					ValidPrincipals: []string{"ops", "deploy"}, ValidBefore: 1 << 40,
+					Permissions: ssh.Permissions{CriticalOptions: map[string]string{"force-command": "id"},
+						Extensions: map[string]string{"permit-pty": ""}}}
+				signer, captured := capturing(ca)
+				if err := cert.SignCert(rand.Reader, signer); err != nil {
+					t.Fatal(err)
+				}
+				if captured == nil || captured.signed == nil {
+					t.Fatalf("%s: the CA signer did not capture the signed bytes (fast path not taken)", keyName)
+				}
+				if got, want := certWire(cert, captured), cert.Marshal(); !bytes.Equal(got, want) {
+					t.Errorf("%s: certWire differs from Certificate.Marshal", keyName)
+				}
+			}
+			if signed < 5 {
+				t.Fatalf("only %d user keys signed", signed)
+			}
+		})
+	}
+}

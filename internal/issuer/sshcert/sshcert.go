@@ -15,6 +15,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"path"
 	"slices"
@@ -311,6 +312,43 @@ func (s caSigner) PublicKey() ssh.PublicKey { return s.pub }
 
 func (s caSigner) Algorithms() []string { return s.algorithms }
 
+// capturedSigner is a caSigner that keeps what SignCert asked it to sign:
+// the certificate's wire form up to its signature field.
+type capturedSigner struct {
+	caSigner
+	signed []byte
+}
+
+func (s *capturedSigner) SignWithAlgorithm(r io.Reader, data []byte, algorithm string) (*ssh.Signature, error) {
+	s.signed = data
+	return s.caSigner.SignWithAlgorithm(r, data, algorithm)
+}
+
+// capturing wraps ca, when it is a caSigner, to keep the signed bytes.
+func capturing(ca ssh.Signer) (ssh.Signer, *capturedSigner) {
+	if cs, ok := ca.(caSigner); ok {
+		c := &capturedSigner{caSigner: cs}
+		return c, c
+	}
+	return ca, nil
+}
+
+// certWire is cert.Marshal() of a certificate just signed through c: the
+// bytes signed followed by the signature field (an SSH string holding the
+// marshalled signature), which is how Marshal lays the certificate out.
+// It saves marshalling the whole certificate a second time; a test holds
+// it equal to Marshal for every key type.
+func certWire(cert *ssh.Certificate, c *capturedSigner) []byte {
+	if c == nil || c.signed == nil || cert.Signature == nil {
+		return cert.Marshal()
+	}
+	sig := ssh.Marshal(cert.Signature)
+	out := make([]byte, 0, len(c.signed)+4+len(sig))
+	out = append(out, c.signed...)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(sig)))
+	return append(out, sig...)
+}
+
 // wireKey is a public key with its wire form (Marshal) computed once. The
 // bytes are shared: ssh copies them and never writes to them.
 type wireKey struct {
@@ -405,10 +443,11 @@ func (is *Issuer) Issue(ctx context.Context, req issuer.Request) (issuer.Result,
 		// and cert does not leave Issue.
 		Permissions: ssh.Permissions{CriticalOptions: r.criticalOptions, Extensions: r.extensions},
 	}
-	if err := cert.SignCert(rand.Reader, ca); err != nil {
+	signer, captured := capturing(ca)
+	if err := cert.SignCert(rand.Reader, signer); err != nil {
 		return issuer.Result{}, fmt.Errorf("sshcert %s: sign: %w", is.cfg.Name, err)
 	}
-	cred["certificate"] = authorizedKey(cert.Type(), cert.Marshal())
+	cred["certificate"] = authorizedKey(cert.Type(), certWire(cert, captured))
 	cred["serial"] = strconv.FormatUint(cert.Serial, 10)
 	cred["key_id"] = cert.KeyId
 	cred["principals"] = strings.Join(principals, ",")
