@@ -35,8 +35,12 @@ var GenesisHash = strings.Repeat("0", 64)
 // is rejected even when its hash would match.
 
 // canonicalJSON encodes e in the canonical form (no trailing newline).
-func canonicalJSON(e *Event) ([]byte, error) {
-	if b, err := appendEvent(make([]byte, 0, 1024), e); err == nil {
+func canonicalJSON(e *Event) ([]byte, error) { return encodeEvent(e, nil) }
+
+// encodeEvent is canonicalJSON with the actors of earlier events of the
+// same call remembered in memo (nil for none).
+func encodeEvent(e *Event, memo *actorMemo) ([]byte, error) {
+	if b, err := appendEvent(make([]byte, 0, 1024), e, memo); err == nil {
 		return b, nil
 	}
 	return canonicalJSONReflect(e)

@@ -23,7 +23,7 @@ func TestCachedLineIsCanonical(t *testing.T) {
 	prev := GenesisHash
 	var seq uint64
 	for _, e := range cases {
-		seq, prev, err = l.chain(&e, seq, prev)
+		seq, prev, err = l.chain(&e, seq, prev, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -107,7 +107,7 @@ func (c *checkpointer) seal(ctx context.Context) error {
 		return err
 	}
 	cp := c.build(l.seq, l.prev)
-	seq, prev, err := l.chain(&cp, l.seq, l.prev)
+	seq, prev, err := l.chain(&cp, l.seq, l.prev, nil)
 	if err != nil {
 		l.unlock()
 		return err

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // errSlowPath makes appendEvent give up on a value it does not encode
@@ -21,7 +23,10 @@ var errSlowPath = errors.New("audit: value needs encoding/json")
 // holds it to encoding/json; values it does not handle (anything but
 // strings, bools, nil, json.Number, integers, floats, string slices and
 // nested maps and slices of those) return errSlowPath.
-func appendEvent(b []byte, e *Event) ([]byte, error) {
+//
+// memo, when not nil, lends the encoding of an actor an earlier event of
+// the same call already carried (see actorMemo).
+func appendEvent(b []byte, e *Event, memo *actorMemo) ([]byte, error) {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, e.Seq, 10)
 	b = append(b, `,"time":`...)
@@ -38,17 +43,15 @@ func appendEvent(b []byte, e *Event) ([]byte, error) {
 	b = appendField(b, "request_id", e.RequestID, true)
 	b = appendField(b, "source", e.Source, true)
 	var err error
-	for _, a := range []struct {
-		key   string
-		actor *Actor
-	}{{"principal", e.Principal}, {"human", e.Human}} {
-		if a.actor == nil {
-			continue
+	if e.Principal != nil {
+		b = append(b, `,"principal":`...)
+		if b, err = memo.appendActor(b, e.Principal); err != nil {
+			return nil, err
 		}
-		b = append(b, `,"`...)
-		b = append(b, a.key...)
-		b = append(b, `":`...)
-		if b, err = appendActor(b, a.actor); err != nil {
+	}
+	if e.Human != nil {
+		b = append(b, `,"human":`...)
+		if b, err = memo.appendActor(b, e.Human); err != nil {
 			return nil, err
 		}
 	}
@@ -66,6 +69,59 @@ func appendEvent(b []byte, e *Event) ([]byte, error) {
 		}
 	}
 	return append(b, '}'), nil
+}
+
+// actorMemo lets the events of one call share the encoding of the actor
+// they carry: a credential request records three events whose principals
+// are distinct *Actor values built from one principal, with one
+// Attributes map, and that map (sorted keys, escaped strings) is most of
+// an actor's encoding. An actor counts as seen when its strings are equal
+// and its Attributes is the very same map (or both are nil); the map's
+// content is never compared, so a map with equal content is encoded anew.
+//
+// A memo lives for one call and relies on the actors' maps (and what they
+// hold) not changing during it, as every encoding of the event does. Its
+// zero value is ready; a nil *actorMemo encodes every actor afresh.
+type actorMemo struct {
+	n    int
+	seen [4]memoEntry // a request has one or two actors; later ones are encoded each time
+}
+
+type memoEntry struct {
+	actor Actor // holds the map, so its address is not reused while the memo lives
+	attrs unsafe.Pointer
+	enc   []byte // never written to after it is taken (see appendActor)
+}
+
+// appendActor appends a's encoding, from the memo when a is one it saw.
+// The bytes it remembers are a slice of b as it returns it: the caller
+// must only ever append to b (or drop it), never rewrite or truncate and
+// refill it, while the memo lives.
+func (m *actorMemo) appendActor(b []byte, a *Actor) ([]byte, error) {
+	if m == nil {
+		return appendActor(b, a)
+	}
+	attrs := mapID(a.Attributes)
+	for i := range m.n {
+		s := &m.seen[i]
+		if s.attrs == attrs && s.actor.Provider == a.Provider && s.actor.Kind == a.Kind &&
+			s.actor.Subject == a.Subject && s.actor.TokenID == a.TokenID {
+			return append(b, s.enc...), nil
+		}
+	}
+	start := len(b)
+	b, err := appendActor(b, a)
+	if err != nil || m.n == len(m.seen) {
+		return b, err
+	}
+	m.seen[m.n] = memoEntry{actor: *a, attrs: attrs, enc: b[start:len(b):len(b)]}
+	m.n++
+	return b, nil
+}
+
+// mapID is m's identity: the address of its header, nil for a nil map.
+func mapID(m map[string]any) unsafe.Pointer {
+	return reflect.ValueOf(m).UnsafePointer()
 }
 
 func appendActor(b []byte, a *Actor) ([]byte, error) {

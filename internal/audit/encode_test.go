@@ -74,7 +74,7 @@ func TestAppendEventMatchesEncodingJSON(t *testing.T) {
 				e.Details[k] = v
 			}
 			tt.mod(&e)
-			if _, err := appendEvent(nil, &e); err != nil {
+			if _, err := appendEvent(nil, &e, nil); err != nil {
 				t.Fatalf("appendEvent stepped aside: %v", err)
 			}
 			assertSameEncoding(t, &e)
@@ -99,7 +99,7 @@ func TestAppendEventLeavesTheRestToEncodingJSON(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := Event{Type: "x", Outcome: "y", Details: tt.details}
-			if _, err := appendEvent(nil, &e); err != errSlowPath {
+			if _, err := appendEvent(nil, &e, nil); err != errSlowPath {
 				t.Fatalf("appendEvent = %v, want errSlowPath", err)
 			}
 			got, err := canonicalJSON(&e)
@@ -114,7 +114,7 @@ func TestAppendEventLeavesTheRestToEncodingJSON(t *testing.T) {
 func assertSameEncoding(t *testing.T, e *Event) {
 	t.Helper()
 	want, werr := canonicalJSONReflect(e)
-	got, err := appendEvent(nil, e)
+	got, err := appendEvent(nil, e, nil)
 	if err == errSlowPath {
 		return // encoding/json handles it; nothing to compare
 	}
@@ -138,6 +138,19 @@ func FuzzAppendEventMatchesEncodingJSON(f *testing.F) {
 		e.Details = map[string]any{key: s, s: n, "x": x, "num": json.Number(num), "l": []any{s, x, nil}}
 		e.Principal.Attributes = map[string]any{key: []string{s, key}, "m": map[string]any{s: x}}
 		assertSameEncoding(t, &e)
+		// With a memo, as RecordAll's events: the second event takes both
+		// actors from it.
+		var memo actorMemo
+		e2 := e
+		p, h := *e.Principal, *e.Human
+		e2.Principal, e2.Human, e2.Seq = &p, &h, e.Seq+1
+		for _, x := range []*Event{&e, &e2} {
+			got, err := encodeEvent(x, &memo)
+			want, werr := canonicalJSONReflect(x)
+			if (err != nil) != (werr != nil) || !bytes.Equal(got, want) {
+				t.Fatalf("with the memo: %s, %v; encoding/json: %s, %v", got, err, want, werr)
+			}
+		}
 	})
 }
 

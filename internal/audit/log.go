@@ -169,6 +169,9 @@ func (l *Log) RecordAll(ctx context.Context, events ...Event) error {
 		if err := normalize(&evs[i]); err != nil {
 			return err
 		}
+		// An ID is random, not a chain position: drawn here, outside the
+		// log's lock (chain keeps it).
+		evs[i].ID = uuid.NewString()
 	}
 	batches, err := l.append(ctx, evs)
 	if err != nil {
@@ -197,16 +200,17 @@ func (l *Log) append(ctx context.Context, evs []Event) ([]*batch, error) {
 		return nil, err
 	}
 	seq, prev := l.seq, l.prev
+	var memo actorMemo // the events of a request share their principal
 	for i := range evs {
 		var err error
-		if seq, prev, err = l.chain(&evs[i], seq, prev); err != nil {
+		if seq, prev, err = l.chain(&evs[i], seq, prev, &memo); err != nil {
 			return nil, err
 		}
 	}
 	if l.ckpt != nil && l.ckpt.count(len(evs)) {
 		cp := l.ckpt.build(seq, prev)
 		var err error
-		if seq, prev, err = l.chain(&cp, seq, prev); err != nil {
+		if seq, prev, err = l.chain(&cp, seq, prev, nil); err != nil {
 			return nil, err
 		}
 		evs = append(evs, cp)
@@ -259,11 +263,16 @@ func (l *Log) reserve(ctx context.Context, n int) error {
 }
 
 // chain gives e the position after (seq, prev) and returns e's position.
-func (l *Log) chain(e *Event, seq uint64, prev string) (uint64, string, error) {
+// It gives e an ID unless e has one (RecordAll draws them before it takes
+// the lock). memo (nil for none) carries the actors encoded for earlier
+// events of the same call.
+func (l *Log) chain(e *Event, seq uint64, prev string, memo *actorMemo) (uint64, string, error) {
 	e.Seq, e.PrevHash, e.Hash = seq+1, prev, ""
 	e.Time = l.now().UTC()
-	e.ID = uuid.NewString()
-	b, err := canonicalJSON(e)
+	if e.ID == "" {
+		e.ID = uuid.NewString()
+	}
+	b, err := encodeEvent(e, memo)
 	if err != nil {
 		return seq, prev, err
 	}
