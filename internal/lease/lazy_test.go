@@ -96,6 +96,31 @@ func TestOnlyWritesARestartRepairsMaySkipTheFlush(t *testing.T) {
 	}
 }
 
+// TestAnExpiredSigningOnlyCredentialsRevocationMaySkipTheFlush: once a
+// certificate has expired, its lease's revoked state no longer decides
+// anything (the KRL lists unexpired certificates only), so the reaper's
+// write of it may commit without a flush; before expiry it is durable
+// (the signing-only case above).
+func TestAnExpiredSigningOnlyCredentialsRevocationMaySkipTheFlush(t *testing.T) {
+	log := &flushLog{}
+	e := newEnv(t, func(o *Options) {
+		log.Store = o.Store
+		o.Store = log
+		o.Issuers["a"] = &localIssuer{fakeIssuer{live: map[string]bool{}}}
+	})
+	l := e.issue(t, "a", 100*time.Millisecond)
+	e.run(t)
+	waitFor(t, 10*time.Second, "the expired lease revoked", func() bool {
+		got, err := e.m.Get(e.ctx, l.ID)
+		return err == nil && got.State == core.LeaseRevoked
+	})
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if want := []string{"active durable", "revoking lazy", "revoked lazy"}; !slices.Equal(log.writes, want) {
+		t.Fatalf("lease writes = %q, want %q", log.writes, want)
+	}
+}
+
 // TestARemoteCredentialsLeaseMaySkipTheFlush: for a credential that cannot
 // be recalled (aws-sts) the audit record is the durable record, so the
 // lease written during the round trip, and the issuer data after it, may

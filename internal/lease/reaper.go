@@ -326,11 +326,16 @@ func (m *Manager) attempt(ctx context.Context, c core.Lease, reason string) core
 	// revoked again when it is next due, which finds the user gone —
 	// success. A failure's backoff, and the revocation of a credential
 	// whose lease is what revokes it (an SSH certificate listed in the
-	// KRL), are flushed.
+	// KRL), are flushed — unless the credential has expired: an expired
+	// certificate is refused on its own, the KRL lists unexpired ones
+	// only, and a crash that loses the write only makes the lease due
+	// again. (At thousands of SSH certificates a second, their expiries
+	// would otherwise flush as often as their issues.)
 	wctx := ctx
 	_, idempotent := is.(issuer.IdempotentRevoke)
 	_, noCleanup := is.(issuer.NoCleanup)
-	if err == nil && ok && idempotent && !noCleanup {
+	expired := noCleanup && !c.ExpiresAt.After(now)
+	if err == nil && ok && (idempotent && !noCleanup || expired) {
 		wctx = store.Lazy(ctx)
 	}
 	var stored bool
