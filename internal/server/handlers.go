@@ -140,7 +140,7 @@ func (s *Server) credentials(w http.ResponseWriter, r *http.Request, m broker.Me
 		s.fail(w, r, m, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	writeCredentialResult(w, http.StatusOK, &res)
 }
 
 // parseTTL accepts "" (default), "90s", "15m", or a number of seconds.
