@@ -16,7 +16,7 @@ until curl -sf -o /dev/null http://127.0.0.1:18450/readyz; do sleep 0.01; done
 export STINT_DEV_DIR="$work/dev"
 "$work/stint" dev token --ttl 2h >"$work/sa.jwt"
 ssh-keygen -q -t ed25519 -N "" -f "$work/key"
-for c in ${CONCS:-16 64}; do
+for c in ${CONCS:-16 32}; do
   for i in $(seq 1 "$RUNS"); do
     "$work/stint" bench creds --addr http://127.0.0.1:18450 --identity-token-file "$work/sa.jwt" \
       --target demo-ssh --role ops --public-key-file "$work/key.pub" -c "$c" -d "$DUR" --server-pid "$pid" --baseline=false
