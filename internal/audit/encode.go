@@ -8,8 +8,9 @@ import (
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 	"unsafe"
+
+	"github.com/stint-dev/stint/internal/jsonstr"
 )
 
 // errSlowPath makes appendEvent give up on a value it does not encode
@@ -153,7 +154,7 @@ func appendField(b []byte, key, value string, omitEmpty bool) []byte {
 	b = append(b, `,"`...)
 	b = append(b, key...)
 	b = append(b, `":`...)
-	return appendString(b, value)
+	return jsonstr.Append(b, value)
 }
 
 func appendMap(b []byte, m map[string]any) ([]byte, error) {
@@ -167,7 +168,7 @@ func appendMap(b []byte, m map[string]any) ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, k)
+		b = jsonstr.Append(b, k)
 		b = append(b, ':')
 		var err error
 		if b, err = appendValue(b, m[k]); err != nil {
@@ -182,7 +183,7 @@ func appendValue(b []byte, v any) ([]byte, error) {
 	case nil:
 		return append(b, "null"...), nil
 	case string:
-		return appendString(b, v), nil
+		return jsonstr.Append(b, v), nil
 	case bool:
 		return strconv.AppendBool(b, v), nil
 	case json.Number:
@@ -204,7 +205,7 @@ func appendValue(b []byte, v any) ([]byte, error) {
 	case float64:
 		return appendFloat(b, v)
 	case []string:
-		return appendArray(b, v, func(b []byte, s string) ([]byte, error) { return appendString(b, s), nil })
+		return appendArray(b, v, func(b []byte, s string) ([]byte, error) { return jsonstr.Append(b, s), nil })
 	case []any:
 		return appendArray(b, v, appendValue)
 	case map[string]any:
@@ -296,71 +297,4 @@ func isJSONNumber(s string) bool {
 		}
 	}
 	return i == len(s)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// plain holds the ASCII bytes appendString copies as they are: one table
-// lookup per byte instead of six comparisons (audit strings are mostly
-// such bytes).
-var plain = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
-	}
-	return t
-}()
-
-// appendString quotes s as encoding/json does with HTML escaping on:
-// <, > and & as \u003c, \u003e, \u0026; control characters as \n, \r,
-// \t, \b, \f or \u00XX; invalid UTF-8 as \ufffd; U+2028 and U+2029
-// escaped.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if plain[c] {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -6,9 +6,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/stint-dev/stint/internal/broker"
+	"github.com/stint-dev/stint/internal/jsonstr"
 )
 
 // The response of POST /v1/credentials without reflection: appended byte
@@ -58,7 +58,7 @@ func writeCredentialResult(w http.ResponseWriter, code int, res *broker.Credenti
 // cannot represent.
 func appendCredentialResult(b []byte, res *broker.CredentialResult) ([]byte, bool) {
 	b = append(b, `{"lease_id":`...)
-	b = appendJSONString(b, res.LeaseID)
+	b = jsonstr.Append(b, res.LeaseID)
 	b = append(b, `,"expires_at":"`...)
 	n0 := len(b)
 	b = res.ExpiresAt.AppendFormat(b, time.RFC3339Nano)
@@ -82,9 +82,9 @@ func appendCredentialResult(b []byte, res *broker.CredentialResult) ([]byte, boo
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, k)
+			b = jsonstr.Append(b, k)
 			b = append(b, ':')
-			b = appendJSONString(b, res.Credential[k])
+			b = jsonstr.Append(b, res.Credential[k])
 		}
 		b = append(b, '}')
 	}
@@ -106,99 +106,4 @@ func strictRFC3339(f []byte) bool {
 		}
 	}
 	return true
-}
-
-// jsonPlain marks the ASCII bytes encoding/json copies as they are with
-// HTML escaping on (its htmlSafeSet): all but controls, '"', '\\', '<',
-// '>' and '&'.
-var jsonPlain = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
-	}
-	return t
-}()
-
-const hexDigits = "0123456789abcdef"
-
-const (
-	ones  = 0x0101010101010101
-	highs = 0x8080808080808080
-)
-
-// skipPlain skips jsonPlain bytes from s[i] eight at a time and returns
-// where it stopped: at the start of a word with a byte below 0x20 or from
-// 0x80, or one of '"', '&', '<', '>', '\\', or where fewer than eight bytes
-// are left ('"' and '&' differ only in bit 2: with it set both
-// are '&' and nothing else is; '<' and '>' likewise in bit 1). Each term
-// finds the lowest matching byte of the word, if any (a borrow comes only
-// from a lower byte that matches too), which is all an "any" test needs.
-func skipPlain(s string, i int) int {
-	for ; i+8 <= len(s); i += 8 {
-		w := s[i : i+8]
-		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
-			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
-		qa := (x | 0x04*ones) ^ '&'*ones
-		lg := (x | 0x02*ones) ^ '>'*ones
-		bs := x ^ '\\'*ones
-		bad := x | (x-0x20*ones)&^x | (qa-ones)&^qa | (lg-ones)&^lg | (bs-ones)&^bs
-		if bad&highs != 0 {
-			break
-		}
-	}
-	return i
-}
-
-// appendJSONString is encoding/json's appendString with escapeHTML: invalid
-// UTF-8 becomes invalidUTF8, U+2028 and U+2029 are escaped.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if i = skipPlain(s, i); i == len(s) {
-			break
-		}
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if jsonPlain[c] {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, invalidUTF8...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

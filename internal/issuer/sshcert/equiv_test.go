@@ -753,28 +753,6 @@ func TestAppendInternalMatchesJSON(t *testing.T) {
 	}
 }
 
-func TestAppendJSONStringEveryByte(t *testing.T) {
-	for c := range 256 {
-		s := "a" + string([]byte{byte(c)}) + "b"
-		want, _ := json.Marshal(s)
-		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
-			t.Errorf("%q: %s, want %s", s, got, want)
-		}
-	}
-}
-
-func FuzzAppendJSONString(f *testing.F) {
-	for _, s := range jsonStrings {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want, _ := json.Marshal(s)
-		if got := appendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
-			t.Fatalf("%q: %s, want %s", s, got, want)
-		}
-	})
-}
-
 func TestKeyIDMatchesReference(t *testing.T) {
 	for _, leaseID := range []string{"", "lease-1", "%s %d", "é\n"} {
 		for _, p := range renderPrincipals {

@@ -13,7 +13,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/stint-dev/stint/internal/core"
 	"github.com/stint-dev/stint/internal/issuer"
+	"github.com/stint-dev/stint/internal/jsonstr"
 	"github.com/stint-dev/stint/internal/store"
 )
 
@@ -493,9 +493,9 @@ func appendInternal(b []byte, serial uint64, keyID, fingerprint string, principa
 	b = append(b, `{"serial":`...)
 	b = strconv.AppendUint(b, serial, 10)
 	b = append(b, `,"key_id":`...)
-	b = appendJSONString(b, keyID)
+	b = jsonstr.Append(b, keyID)
 	b = append(b, `,"fingerprint":`...)
-	b = appendJSONString(b, fingerprint)
+	b = jsonstr.Append(b, fingerprint)
 	b = append(b, `,"principals":`...)
 	if principals == nil {
 		b = append(b, "null"...)
@@ -505,26 +505,11 @@ func appendInternal(b []byte, serial uint64, keyID, fingerprint string, principa
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, p)
+			b = jsonstr.Append(b, p)
 		}
 		b = append(b, ']')
 	}
 	return append(b, '}')
-}
-
-// appendJSONString appends s as encoding/json writes it: as is between
-// quotes when every byte is printable ASCII that json.Marshal leaves alone,
-// else encoding/json's own escaping.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always marshals
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 func unixSeconds(t time.Time) uint64 {

@@ -1,6 +1,0 @@
-//go:build !goexperiment.jsonv2
-
-package server
-
-// invalidUTF8 is what encoding/json writes for a byte of invalid UTF-8.
-const invalidUTF8 = `\ufffd`
