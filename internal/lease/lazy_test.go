@@ -96,12 +96,12 @@ func TestOnlyWritesARestartRepairsMaySkipTheFlush(t *testing.T) {
 	}
 }
 
-// TestAnExpiredSigningOnlyCredentialsRevocationMaySkipTheFlush: once a
+// TestAnExpiredSigningOnlyCredentialIsRevokedInOneLazyWrite: once a
 // certificate has expired, its lease's revoked state no longer decides
-// anything (the KRL lists unexpired certificates only), so the reaper's
-// write of it may commit without a flush; before expiry it is durable
-// (the signing-only case above).
-func TestAnExpiredSigningOnlyCredentialsRevocationMaySkipTheFlush(t *testing.T) {
+// anything (the KRL lists unexpired certificates only), so the reaper
+// marks it revoked straight from active — no claim, no issuer call — in
+// a write that may commit without a flush, and records its event.
+func TestAnExpiredSigningOnlyCredentialIsRevokedInOneLazyWrite(t *testing.T) {
 	log := &flushLog{}
 	e := newEnv(t, func(o *Options) {
 		log.Store = o.Store
@@ -116,7 +116,7 @@ func TestAnExpiredSigningOnlyCredentialsRevocationMaySkipTheFlush(t *testing.T) 
 	})
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	if want := []string{"active durable", "revoking lazy", "revoked lazy"}; !slices.Equal(log.writes, want) {
+	if want := []string{"active durable", "revoked lazy"}; !slices.Equal(log.writes, want) {
 		t.Fatalf("lease writes = %q, want %q", log.writes, want)
 	}
 }

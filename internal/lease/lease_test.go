@@ -707,3 +707,55 @@ func TestGaugeRefreshBacksOffWhenCountingIsSlow(t *testing.T) {
 		}
 	}
 }
+
+// TestReaperExpiresSigningOnlyLeasesInBulk: expired certificates (an
+// issuer with nothing to clean up) are marked revoked without a claim or
+// an issuer call, each with one revoke event saying "expired", beside a
+// target whose expiry still goes through the issuer; a lease a user
+// revoked first keeps that revocation and gets no second event.
+func TestReaperExpiresSigningOnlyLeasesInBulk(t *testing.T) {
+	loc := &localIssuer{fakeIssuer{live: map[string]bool{}}}
+	e := newEnv(t, func(o *Options) { o.Issuers["b"] = loc })
+	const n = 300
+	var certs []core.Lease
+	for range n {
+		certs = append(certs, e.issue(t, "b", 200*time.Millisecond))
+	}
+	db := e.issue(t, "a", 200*time.Millisecond)
+	if _, err := e.m.Revoke(e.ctx, certs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(250 * time.Millisecond) // all expired before the reaper's first look
+	e.run(t)
+	waitFor(t, 10*time.Second, "every expired lease revoked and recorded", func() bool {
+		n, err := e.st.CountLeases(e.ctx, store.LeaseFilter{States: []core.LeaseState{core.LeaseRevoked}})
+		return err == nil && n == len(certs)+1 && e.rec.count(audit.CredentialRevoke, "") >= len(certs)+1
+	})
+	time.Sleep(100 * time.Millisecond) // room for a duplicate event to show
+	if got := loc.revokes.Load(); got != 1 {
+		t.Errorf("the signing-only issuer was called %d times, want once (the user's revocation)", got)
+	}
+	if got := e.a.revokes.Load(); got != 1 || e.a.isLive(db.ID) {
+		t.Errorf("the other target: %d revoke calls, live %v", got, e.a.isLive(db.ID))
+	}
+	e.rec.mu.Lock()
+	defer e.rec.mu.Unlock()
+	perLease := map[string][]string{}
+	for _, ev := range e.rec.events {
+		if ev.Type == audit.CredentialRevoke {
+			perLease[ev.LeaseID] = append(perLease[ev.LeaseID], ev.Reason+"/"+ev.Outcome)
+		}
+	}
+	for i, l := range certs {
+		want := "expired/" + audit.OutcomeSuccess
+		if i == 0 {
+			want = "requested/" + audit.OutcomeSuccess
+		}
+		if got := perLease[l.ID]; len(got) != 1 || got[0] != want {
+			t.Fatalf("lease %d: revoke events %q, want [%s]", i, got, want)
+		}
+	}
+	if got := metricValue(e.m.met.revocations.WithLabelValues("b", "success")); got != n {
+		t.Errorf("revocations metric for b = %v, want %d", got, n)
+	}
+}

@@ -185,7 +185,12 @@ func (m *Manager) reap(ctx context.Context, wg *sync.WaitGroup) bool {
 	// kill switch fast on a store that takes concurrent writers.
 	sem := make(chan struct{}, 8)
 	var cw sync.WaitGroup
+	var expired []core.Lease
 	for _, l := range due {
+		if m.expiresAlone(l, now) {
+			expired = append(expired, l)
+			continue
+		}
 		m.mu.Lock()
 		busy := m.inflight[l.ID]
 		if !busy {
@@ -200,7 +205,70 @@ func (m *Manager) reap(ctx context.Context, wg *sync.WaitGroup) bool {
 		}()
 	}
 	cw.Wait()
+	m.expireAll(ctx, expired, now)
 	return len(due) == reapBatch
+}
+
+// expiresAlone reports whether l is a credential that ended by itself: an
+// active lease, past its expiry, of an issuer with nothing to clean up (a
+// certificate, a JWT, STS credentials). Such a lease needs no claim, no
+// issuer call and no retry: only its state and its audit record.
+func (m *Manager) expiresAlone(l core.Lease, now time.Time) bool {
+	if l.State != core.LeaseActive || l.ExpiresAt.After(now) {
+		return false
+	}
+	_, ok := m.o.Issuers[l.Target].(issuer.NoCleanup)
+	return ok
+}
+
+// expireAll marks expired leases revoked (expiresAlone), each by a
+// compare-and-set from active so that a revocation or another replica
+// racing for it wins or loses whole, and records one event per lease it
+// changed, all in one audit write. The state may skip the flush: the
+// credentials are dead already, an expired certificate is not in the KRL,
+// and a lease whose write a crash loses is due again. Done one by one, as
+// claim and attempt, an expiry cost four writes and the reaper fell behind
+// a few thousand certificates a second, delaying every other target's
+// revocations behind it.
+func (m *Manager) expireAll(ctx context.Context, ls []core.Lease, now time.Time) {
+	if len(ls) == 0 {
+		return
+	}
+	lazy := store.Lazy(context.WithoutCancel(ctx))
+	won := make([]bool, len(ls))
+	sem := make(chan struct{}, 64) // group commit batches concurrent writes
+	var wg sync.WaitGroup
+	for i, l := range ls {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c := l
+			c.State, c.LastError, c.NextAttempt, c.UpdatedAt = core.LeaseRevoked, "", time.Time{}, now
+			ok, err := m.o.Store.UpdateLease(lazy, c, core.LeaseActive)
+			if err != nil && ctx.Err() == nil {
+				m.o.Logger.Error("lease: record expiry", "lease", l.ID, "err", err)
+			}
+			won[i] = ok && err == nil
+		}()
+	}
+	wg.Wait()
+	var events []audit.Event
+	for i, l := range ls {
+		if !won[i] {
+			continue
+		}
+		m.met.revocations.WithLabelValues(l.Target, "success").Inc()
+		ev := audit.Event{Type: audit.CredentialRevoke, Principal: &audit.Actor{Provider: l.Provider, Subject: l.Subject},
+			Target: l.Target, Role: l.Role, LeaseID: l.ID, Rule: l.Rule, Reason: "expired", Outcome: audit.OutcomeSuccess}
+		if l.Human != "" {
+			ev.Human = &audit.Actor{Subject: l.Human}
+		}
+		events = append(events, ev)
+	}
+	if err := m.recordAll(context.WithoutCancel(ctx), events...); err != nil {
+		m.o.Logger.Error("lease: audit", "types", 1, "events", len(events), "err", err)
+	}
 }
 
 func (m *Manager) claim(ctx context.Context, wg *sync.WaitGroup, l core.Lease, busy bool, now time.Time) {
