@@ -35,6 +35,14 @@ func (s *flushLog) CreateLease(ctx context.Context, l core.Lease) error {
 	return s.Store.CreateLease(ctx, l)
 }
 
+func (s *flushLog) ExpireLeases(ctx context.Context, ids []string, at time.Time) ([]string, error) {
+	changed, err := s.Store.ExpireLeases(ctx, ids, at)
+	for range changed {
+		s.note(core.LeaseRevoked, ctx)
+	}
+	return changed, err
+}
+
 func (s *flushLog) UpdateLease(ctx context.Context, l core.Lease, from ...core.LeaseState) (bool, error) {
 	s.note(l.State, ctx)
 	return s.Store.UpdateLease(ctx, l, from...)

@@ -221,41 +221,48 @@ func (m *Manager) expiresAlone(l core.Lease, now time.Time) bool {
 	return ok
 }
 
-// expireAll marks expired leases revoked (expiresAlone), each by a
-// compare-and-set from active so that a revocation or another replica
-// racing for it wins or loses whole, and records one event per lease it
-// changed, all in one audit write. The state may skip the flush: the
-// credentials are dead already, an expired certificate is not in the KRL,
-// and a lease whose write a crash loses is due again. Done one by one, as
-// claim and attempt, an expiry cost four writes and the reaper fell behind
-// a few thousand certificates a second, delaying every other target's
-// revocations behind it.
+// expireWrite is how many expiries one store write and one audit write
+// carry: enough to cost a fraction of a write each, few enough that the
+// issues queued behind them (SQLite has one writer; the audit chain one
+// lock) wait a millisecond or two, not tens.
+const expireWrite = 100
+
+// expireAll marks expired leases revoked (expiresAlone), expireWrite at a
+// time: each store write changes only the leases still active — a
+// revocation or another replica that got there first keeps its outcome —
+// and one audit write records an event per lease it changed. The store
+// write may skip the flush: the credentials are dead already, an expired
+// certificate is not in the KRL, and a lease whose write a crash loses is
+// due again. Done one by one, as claim and attempt, an expiry cost four
+// writes, and the reaper fell behind a few thousand certificates a
+// second, delaying every other target's revocations behind it.
 func (m *Manager) expireAll(ctx context.Context, ls []core.Lease, now time.Time) {
-	if len(ls) == 0 {
+	// Not cancelled with ctx: a write that has begun finishes, and its
+	// events follow it.
+	wctx := context.WithoutCancel(ctx)
+	for start := 0; start < len(ls); start += expireWrite {
+		m.expire(wctx, ls[start:min(start+expireWrite, len(ls))], now)
+	}
+}
+
+// expire is expireAll for one store write and one audit write.
+func (m *Manager) expire(ctx context.Context, ls []core.Lease, now time.Time) {
+	ids := make([]string, len(ls))
+	for i, l := range ls {
+		ids[i] = l.ID
+	}
+	changed, err := m.o.Store.ExpireLeases(store.Lazy(ctx), ids, now)
+	if err != nil {
+		m.o.Logger.Error("lease: record expiries", "leases", len(ids), "first", ids[0], "err", err)
 		return
 	}
-	lazy := store.Lazy(context.WithoutCancel(ctx))
-	won := make([]bool, len(ls))
-	sem := make(chan struct{}, 64) // group commit batches concurrent writes
-	var wg sync.WaitGroup
-	for i, l := range ls {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			c := l
-			c.State, c.LastError, c.NextAttempt, c.UpdatedAt = core.LeaseRevoked, "", time.Time{}, now
-			ok, err := m.o.Store.UpdateLease(lazy, c, core.LeaseActive)
-			if err != nil && ctx.Err() == nil {
-				m.o.Logger.Error("lease: record expiry", "lease", l.ID, "err", err)
-			}
-			won[i] = ok && err == nil
-		}()
+	won := make(map[string]bool, len(changed))
+	for _, id := range changed {
+		won[id] = true
 	}
-	wg.Wait()
 	var events []audit.Event
-	for i, l := range ls {
-		if !won[i] {
+	for _, l := range ls {
+		if !won[l.ID] {
 			continue
 		}
 		m.met.revocations.WithLabelValues(l.Target, "success").Inc()
@@ -266,8 +273,10 @@ func (m *Manager) expireAll(ctx context.Context, ls []core.Lease, now time.Time)
 		}
 		events = append(events, ev)
 	}
-	if err := m.recordAll(context.WithoutCancel(ctx), events...); err != nil {
-		m.o.Logger.Error("lease: audit", "types", 1, "events", len(events), "err", err)
+	if err := m.recordAll(ctx, events...); err != nil {
+		// The leases stay revoked (their credentials have expired); say
+		// which ones the record lacks.
+		m.o.Logger.Error("lease: audit expiries", "events", len(events), "leases", changed, "err", err)
 	}
 }
 

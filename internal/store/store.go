@@ -39,6 +39,12 @@ type Store interface {
 	// (target, type, role, principal, human, rule, issued_at) is fixed at
 	// CreateLease and l's values for it are ignored.
 	UpdateLease(ctx context.Context, l core.Lease, from ...core.LeaseState) (bool, error)
+	// ExpireLeases marks revoked, in one write, those of the leases named
+	// that are still active — credentials that ended by themselves and
+	// need nothing undone — and returns the ids it changed. It writes the
+	// state, clears the last error and the next attempt, and sets the
+	// update time to at; a lease in any other state is left as it is.
+	ExpireLeases(ctx context.Context, ids []string, at time.Time) ([]string, error)
 	// ListLeases returns leases matching f, ordered by issued_at then id.
 	ListLeases(ctx context.Context, f LeaseFilter) ([]core.Lease, error)
 	// DueLeases returns up to limit leases in states pending/active/revoking/failed

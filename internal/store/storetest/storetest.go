@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeaseUpdateIsCompareAndSet", testLeaseUpdateCAS},
 		{"LeaseConcurrentCASHasOneWinner", testLeaseConcurrentCAS},
 		{"LeaseUpdateKeepsIdentity", testLeaseUpdateKeepsIdentity},
+		{"ExpireLeasesRevokesOnlyActiveOnesNamed", testExpireLeases},
 		{"LazyWritesAreVisibleAndFlushKeepsThem", testLazyAndFlush},
 		{"ListLeasesFiltersAndCountAgrees", testListFilters},
 		{"ListLeasesOrdersByIssuedAtThenID", testListOrder},
@@ -421,6 +422,62 @@ func testLeaseUpdateKeepsIdentity(t *testing.T, s store.Store) {
 
 // testLazyAndFlush: a Lazy write is committed (visible at once) like any
 // other, and Flush, the barrier that makes it durable, changes no lease.
+func testExpireLeases(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if got, err := s.ExpireLeases(ctx, nil, base); err != nil || got != nil {
+		t.Fatalf("ExpireLeases(none) = %v, %v", got, err)
+	}
+	revoking := func(l *core.Lease) {
+		l.State, l.Attempts, l.LastError, l.NextAttempt = core.LeaseRevoking, 1, "claimed", base.Add(time.Minute)
+	}
+	mustCreate(t, s, lease("a"), lease("b", func(l *core.Lease) { l.LastError = "old" }),
+		lease("c", revoking), lease("d"))
+	// More ids than one statement names: the store splits them.
+	named := []string{"a", "b", "c", "missing"}
+	for i := range 1200 {
+		named = append(named, fmt.Sprintf("none-%d", i))
+	}
+	at := base.Add(2 * time.Hour)
+	got, err := s.ExpireLeases(ctx, named, at)
+	if err != nil {
+		t.Fatalf("ExpireLeases: %v", err)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("changed %q, want [a b]", got)
+	}
+	for _, id := range []string{"a", "b"} {
+		l, err := s.GetLease(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := lease(id)
+		want.State, want.UpdatedAt = core.LeaseRevoked, at
+		if err := equalLease(l, want); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+	}
+	for id, want := range map[string]core.Lease{"c": lease("c", revoking), "d": lease("d")} {
+		l, err := s.GetLease(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := equalLease(l, want); err != nil {
+			t.Errorf("%s changed: %v", id, err)
+		}
+	}
+	if got, err := s.ExpireLeases(ctx, []string{"a", "b"}, at); err != nil || len(got) != 0 {
+		t.Errorf("expiring again = %q, %v; want nothing changed", got, err)
+	}
+	due, err := s.DueLeases(ctx, base.Add(10*time.Hour), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := ids(due); slices.Contains(ids, "a") || slices.Contains(ids, "b") {
+		t.Errorf("expired leases still due: %q", ids)
+	}
+}
+
 func testLazyAndFlush(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	mustCreate(t, s, lease("lazy", func(l *core.Lease) { l.State = core.LeasePending }))

@@ -19,6 +19,7 @@ import (
 // transaction (SQLite). *sql.DB and *sql.Conn both satisfy it.
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 

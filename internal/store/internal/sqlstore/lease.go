@@ -156,6 +156,56 @@ func (db *DB) UpdateLease(ctx context.Context, l core.Lease, from ...core.LeaseS
 	return wrote, nil
 }
 
+// expireChunk bounds the ids one ExpireLeases statement names (SQLite
+// allows 32,766 parameters, PostgreSQL 65,535).
+const expireChunk = 500
+
+// ExpireLeases implements store.Store: one UPDATE … RETURNING per chunk of
+// ids, all in one write (with SQLite, one transaction of the group commit).
+func (db *DB) ExpireLeases(ctx context.Context, ids []string, at time.Time) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	upd, err := reqNanos(at)
+	if err != nil {
+		return nil, db.errorf("expire leases: %w", err)
+	}
+	var changed []string
+	err = db.write(ctx, func(ctx context.Context, ex execer) error {
+		changed = changed[:0] // a batch that failed runs its writes again
+		for start := 0; start < len(ids); start += expireChunk {
+			chunk := ids[start:min(start+expireChunk, len(ids))]
+			args := make([]any, 0, 1+len(chunk))
+			args = append(args, upd)
+			for _, id := range chunk {
+				args = append(args, id)
+			}
+			rows, err := ex.QueryContext(ctx, db.d.Rebind(`UPDATE leases SET state = 'revoked', last_error = '',
+				next_attempt_at = NULL, due_at = expires_at, updated_at = ?
+				WHERE state = 'active' AND id IN (`+placeholders(len(chunk))+`) RETURNING id`), args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					rows.Close()
+					return err
+				}
+				changed = append(changed, id)
+			}
+			if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, db.errorf("expire leases: %w", err)
+	}
+	return changed, nil
+}
+
 // ListLeases implements store.Store. AfterID names the last lease of the
 // previous page; pagination continues after its (issued_at, id), and a
 // lease id that does not exist is core.ErrNotFound rather than an empty
