@@ -43,6 +43,11 @@ func (s *flushLog) ExpireLeases(ctx context.Context, ids []string, at time.Time)
 	return changed, err
 }
 
+func (s *flushLog) ClaimExpiredLease(ctx context.Context, l core.Lease, now time.Time) (bool, error) {
+	s.note(l.State, ctx)
+	return s.Store.ClaimExpiredLease(ctx, l, now)
+}
+
 func (s *flushLog) UpdateLease(ctx context.Context, l core.Lease, from ...core.LeaseState) (bool, error) {
 	s.note(l.State, ctx)
 	return s.Store.UpdateLease(ctx, l, from...)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -757,5 +758,52 @@ func TestReaperExpiresSigningOnlyLeasesInBulk(t *testing.T) {
 	}
 	if got := metricValue(e.m.met.revocations.WithLabelValues("b", "success")); got != n {
 		t.Errorf("revocations metric for b = %v, want %d", got, n)
+	}
+}
+
+// renewingStore moves a lease's expiry, as a renewal's write would, right
+// after the reaper has read it as due: the race between Renew (which read
+// the lease before it expired) and the reaper.
+type renewingStore struct {
+	store.Store
+	id  string
+	to  time.Time
+	hit atomic.Bool
+}
+
+func (s *renewingStore) DueLeases(ctx context.Context, now time.Time, limit int) ([]core.Lease, error) {
+	due, err := s.Store.DueLeases(ctx, now, limit)
+	for _, l := range due {
+		if l.ID == s.id && s.hit.CompareAndSwap(false, true) {
+			l.ExpiresAt = s.to
+			if ok, err := s.Store.UpdateLease(ctx, l, core.LeaseActive); err != nil || !ok {
+				return nil, fmt.Errorf("renew in between: %v %v", ok, err)
+			}
+		}
+	}
+	return due, err
+}
+
+// TestReaperDoesNotTakeALeaseRenewedAfterItWasRead: a renewal that lands
+// between the reaper's read of an expired lease and its claim wins; the
+// credential stays live with its new expiry.
+func TestReaperDoesNotTakeALeaseRenewedAfterItWasRead(t *testing.T) {
+	var rs *renewingStore
+	e := newEnv(t, func(o *Options) {
+		rs = &renewingStore{Store: o.Store}
+		o.Store = rs
+	})
+	l := e.issue(t, "a", 150*time.Millisecond)
+	rs.id, rs.to = l.ID, time.Now().Add(time.Hour)
+	time.Sleep(200 * time.Millisecond)
+	e.run(t)
+	waitFor(t, 5*time.Second, "the reaper to read the lease", rs.hit.Load)
+	time.Sleep(300 * time.Millisecond) // a few reaper ticks
+	got := e.state(t, l.ID)
+	if got.State != core.LeaseActive || !got.ExpiresAt.After(time.Now().Add(50*time.Minute)) {
+		t.Fatalf("lease is %s, expiring %v; want active with the renewed expiry", got.State, got.ExpiresAt)
+	}
+	if e.a.revokes.Load() != 0 || !e.a.isLive(l.ID) {
+		t.Errorf("the renewed credential was revoked (%d calls)", e.a.revokes.Load())
 	}
 }

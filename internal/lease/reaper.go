@@ -291,7 +291,15 @@ func (m *Manager) claim(ctx context.Context, wg *sync.WaitGroup, l core.Lease, b
 		}
 		return
 	}
-	ok, err := m.o.Store.UpdateLease(lazyClaim(ctx), c, l.State)
+	var ok bool
+	var err error
+	if l.State == core.LeaseActive {
+		// Due by expiry: a renewal since the lease was read moved its
+		// expiry, and then the lease is not taken.
+		ok, err = m.o.Store.ClaimExpiredLease(lazyClaim(ctx), c, now)
+	} else {
+		ok, err = m.o.Store.UpdateLease(lazyClaim(ctx), c, l.State)
+	}
 	if err != nil || !ok {
 		if err != nil && ctx.Err() == nil {
 			m.o.Logger.Error("lease: claim", "lease", l.ID, "err", err)

@@ -39,6 +39,11 @@ type Store interface {
 	// (target, type, role, principal, human, rule, issued_at) is fixed at
 	// CreateLease and l's values for it are ignored.
 	UpdateLease(ctx context.Context, l core.Lease, from ...core.LeaseState) (bool, error)
+	// ClaimExpiredLease writes l as UpdateLease does, but only if the
+	// stored lease is active and its expiry is at or before now: the
+	// reaper's claim of an expired lease, which must not take one renewed
+	// since the reaper read it.
+	ClaimExpiredLease(ctx context.Context, l core.Lease, now time.Time) (bool, error)
 	// ExpireLeases marks revoked, in one write, those of the leases named
 	// that are still active — credentials that ended by themselves and
 	// need nothing undone — and returns the ids it changed. It writes the

@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeaseConcurrentCASHasOneWinner", testLeaseConcurrentCAS},
 		{"LeaseUpdateKeepsIdentity", testLeaseUpdateKeepsIdentity},
 		{"ExpireLeasesRevokesOnlyActiveOnesNamed", testExpireLeases},
+		{"ClaimExpiredLeaseTakesOnlyExpiredActiveOnes", testClaimExpired},
 		{"LazyWritesAreVisibleAndFlushKeepsThem", testLazyAndFlush},
 		{"ListLeasesFiltersAndCountAgrees", testListFilters},
 		{"ListLeasesOrdersByIssuedAtThenID", testListOrder},
@@ -422,6 +423,47 @@ func testLeaseUpdateKeepsIdentity(t *testing.T, s store.Store) {
 
 // testLazyAndFlush: a Lazy write is committed (visible at once) like any
 // other, and Flush, the barrier that makes it durable, changes no lease.
+func testClaimExpired(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustCreate(t, s, lease("a"), lease("renewed"))
+	claim := func(id string, now time.Time) bool {
+		t.Helper()
+		c := lease(id)
+		c.State, c.NextAttempt, c.UpdatedAt = core.LeaseRevoking, now.Add(time.Minute), now
+		ok, err := s.ClaimExpiredLease(ctx, c, now)
+		if err != nil {
+			t.Fatalf("ClaimExpiredLease(%s): %v", id, err)
+		}
+		return ok
+	}
+	if claim("a", base.Add(30*time.Minute)) {
+		t.Error("claimed a lease that has not expired")
+	}
+	if l, _ := s.GetLease(ctx, "a"); l.State != core.LeaseActive {
+		t.Errorf("unexpired lease is %s", l.State)
+	}
+	// A renewal moved the expiry after the claimer read the lease.
+	r := lease("renewed", func(l *core.Lease) { l.ExpiresAt = base.Add(3 * time.Hour) })
+	if ok, err := s.UpdateLease(ctx, r, core.LeaseActive); err != nil || !ok {
+		t.Fatalf("renew: %v %v", ok, err)
+	}
+	if claim("renewed", base.Add(2*time.Hour)) {
+		t.Error("claimed a lease renewed past now")
+	}
+	if l, _ := s.GetLease(ctx, "renewed"); l.State != core.LeaseActive || !l.ExpiresAt.Equal(base.Add(3*time.Hour)) {
+		t.Errorf("renewed lease became %s, expiring %v", l.State, l.ExpiresAt)
+	}
+	if !claim("a", base.Add(2*time.Hour)) {
+		t.Fatal("did not claim an expired active lease")
+	}
+	if l, _ := s.GetLease(ctx, "a"); l.State != core.LeaseRevoking {
+		t.Errorf("claimed lease is %s", l.State)
+	}
+	if claim("a", base.Add(2*time.Hour)) {
+		t.Error("claimed a lease that is no longer active")
+	}
+}
+
 func testExpireLeases(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	if got, err := s.ExpireLeases(ctx, nil, base); err != nil || got != nil {

@@ -121,6 +121,22 @@ func (db *DB) GetLease(ctx context.Context, id string) (core.Lease, error) {
 // WHERE, so the database decides atomically which of several concurrent
 // writers wins; PostgreSQL re-checks it after waiting on the row lock.
 func (db *DB) UpdateLease(ctx context.Context, l core.Lease, from ...core.LeaseState) (bool, error) {
+	return db.updateLease(ctx, l, "", nil, from...)
+}
+
+// ClaimExpiredLease implements store.Store: UpdateLease from active, and
+// only while the stored expiry is still at or before now.
+func (db *DB) ClaimExpiredLease(ctx context.Context, l core.Lease, now time.Time) (bool, error) {
+	n, err := reqNanos(now)
+	if err != nil {
+		return false, db.errorf("claim lease %q: %w", l.ID, err)
+	}
+	return db.updateLease(ctx, l, ` AND expires_at <= ?`, []any{n}, core.LeaseActive)
+}
+
+// updateLease is UpdateLease with one more WHERE term (cond, with its
+// arguments), "" for none.
+func (db *DB) updateLease(ctx context.Context, l core.Lease, cond string, condArgs []any, from ...core.LeaseState) (bool, error) {
 	r, err := db.toRow(l)
 	if err != nil {
 		return false, db.errorf("update lease %q: %w", l.ID, err)
@@ -140,6 +156,8 @@ func (db *DB) UpdateLease(ctx context.Context, l core.Lease, from ...core.LeaseS
 			args = append(args, string(s))
 		}
 	}
+	q += cond
+	args = append(args, condArgs...)
 	var wrote bool
 	err = db.write(ctx, func(ctx context.Context, ex execer) error {
 		res, err := ex.ExecContext(ctx, db.d.Rebind(q), args...)
