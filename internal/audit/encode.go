@@ -205,7 +205,7 @@ func appendValue(b []byte, v any) ([]byte, error) {
 	case float64:
 		return appendFloat(b, v)
 	case []string:
-		return appendArray(b, v, func(b []byte, s string) ([]byte, error) { return jsonstr.Append(b, s), nil })
+		return jsonstr.AppendStrings(b, v), nil
 	case []any:
 		return appendArray(b, v, appendValue)
 	case map[string]any:

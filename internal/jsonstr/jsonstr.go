@@ -4,7 +4,10 @@
 // data — whose output tests hold byte-equal to encoding/json.
 package jsonstr
 
-import "unicode/utf8"
+import (
+	"slices"
+	"unicode/utf8"
+)
 
 const hexDigits = "0123456789abcdef"
 
@@ -68,4 +71,44 @@ func Append(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// AppendStrings appends ss as a JSON array of strings, or null for a nil
+// slice, as encoding/json writes a []string.
+func AppendStrings(b []byte, ss []string) []byte {
+	if ss == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = Append(b, s)
+	}
+	return append(b, ']')
+}
+
+// AppendStringMap appends m as a JSON object with its keys sorted, or null
+// for a nil map, as encoding/json writes a map[string]string.
+func AppendStringMap(b []byte, m map[string]string) []byte {
+	if m == nil {
+		return append(b, "null"...)
+	}
+	var arr [16]string
+	keys := arr[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // encoding/json sorts by the unescaped keys
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = Append(b, k)
+		b = append(b, ':')
+		b = Append(b, m[k])
+	}
+	return append(b, '}')
 }

@@ -49,3 +49,24 @@ func FuzzAppendMatchesEncodingJSON(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendStringsAndStringMapMatchEncodingJSON(t *testing.T) {
+	slices := [][]string{nil, {}, {"a"}, {"b\"", "<&>", "é\xff"}}
+	for _, ss := range slices {
+		want, _ := json.Marshal(ss)
+		if got := AppendStrings(nil, ss); !bytes.Equal(got, want) {
+			t.Errorf("AppendStrings(%q) = %s, encoding/json %s", ss, got, want)
+		}
+	}
+	many := map[string]string{}
+	for i := range 40 {
+		many[string(rune('a'+i%26))+string(rune('0'+i/26))] = "v"
+	}
+	maps := []map[string]string{nil, {}, {"b": "1", "a": "2", "A": "<3>", "é": "\u2028", "\xff": "x"}, many}
+	for _, m := range maps {
+		want, _ := json.Marshal(m)
+		if got := AppendStringMap(nil, m); !bytes.Equal(got, want) {
+			t.Errorf("AppendStringMap(%q) = %s, encoding/json %s", m, got, want)
+		}
+	}
+}

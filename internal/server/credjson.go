@@ -2,7 +2,6 @@ package server
 
 import (
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -26,6 +25,9 @@ const maxPooledBuf = 64 << 10
 
 func putJSONBuf(bp *[]byte, b []byte) {
 	if cap(b) <= maxPooledBuf {
+		// A response may hold a secret (a generated private key, a
+		// database password): nothing of it stays in the pool.
+		clear(b)
 		*bp = b[:0]
 		jsonBufPool.Put(bp)
 	}
@@ -68,26 +70,7 @@ func appendCredentialResult(b []byte, res *broker.CredentialResult) ([]byte, boo
 	b = append(b, `","renewable":`...)
 	b = strconv.AppendBool(b, res.Renewable)
 	b = append(b, `,"credential":`...)
-	if res.Credential == nil {
-		b = append(b, "null"...)
-	} else {
-		var arr [16]string
-		keys := arr[:0]
-		for k := range res.Credential {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys) // encoding/json: strings.Compare of the unescaped keys
-		b = append(b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = jsonstr.Append(b, k)
-			b = append(b, ':')
-			b = jsonstr.Append(b, res.Credential[k])
-		}
-		b = append(b, '}')
-	}
+	b = jsonstr.AppendStringMap(b, res.Credential)
 	return append(b, "}\n"...), true
 }
 

@@ -497,18 +497,7 @@ func appendInternal(b []byte, serial uint64, keyID, fingerprint string, principa
 	b = append(b, `,"fingerprint":`...)
 	b = jsonstr.Append(b, fingerprint)
 	b = append(b, `,"principals":`...)
-	if principals == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i, p := range principals {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = jsonstr.Append(b, p)
-		}
-		b = append(b, ']')
-	}
+	b = jsonstr.AppendStrings(b, principals)
 	return append(b, '}')
 }
 
@@ -531,6 +520,15 @@ func keyID(req *issuer.Request) string {
 
 // render expands the principal templates, checks each against the
 // allow-list, and narrows to the caller's request when it names some.
+// templateData is what a principal template sees: the principal's
+// fields and attributes, the principal again under identity, the human.
+func templateData(p, h *core.Principal) map[string]any {
+	data := p.Map()
+	data["identity"] = p.Map()
+	data["human"] = h.Map()
+	return data
+}
+
 func (r *role) render(p, h *core.Principal, requested string) ([]string, error) {
 	var data map[string]any // what the templates see; built when one needs text/template
 	out := make([]string, 0, len(r.principals))
@@ -538,9 +536,7 @@ func (r *role) render(p, h *core.Principal, requested string) ([]string, error) 
 		name, ok := expand(r.fast[i], p, h)
 		if !ok {
 			if data == nil {
-				data = p.Map()
-				data["identity"] = p.Map()
-				data["human"] = h.Map()
+				data = templateData(p, h)
 			}
 			var b strings.Builder
 			if err := t.Execute(&b, data); err != nil {
