@@ -214,11 +214,16 @@ func (m *Manager) reap(ctx context.Context, wg *sync.WaitGroup) bool {
 // certificate, a JWT, STS credentials). Such a lease needs no claim, no
 // issuer call and no retry: only its state and its audit record.
 func (m *Manager) expiresAlone(l core.Lease, now time.Time) bool {
-	if l.State != core.LeaseActive || l.ExpiresAt.After(now) {
-		return false
-	}
+	return l.State == core.LeaseActive && m.endedAlone(l, now)
+}
+
+// endedAlone reports whether l's credential is dead without stint's help:
+// it has expired, and its issuer has nothing to clean up. Its lease's
+// revoked state then decides nothing (an expired certificate is not in
+// the KRL), so writing it may skip the flush.
+func (m *Manager) endedAlone(l core.Lease, now time.Time) bool {
 	_, ok := m.o.Issuers[l.Target].(issuer.NoCleanup)
-	return ok
+	return ok && !l.ExpiresAt.After(now)
 }
 
 // expireWrite is how many expiries one store write and one audit write
@@ -419,8 +424,7 @@ func (m *Manager) attempt(ctx context.Context, c core.Lease, reason string) core
 	wctx := ctx
 	_, idempotent := is.(issuer.IdempotentRevoke)
 	_, noCleanup := is.(issuer.NoCleanup)
-	expired := noCleanup && !c.ExpiresAt.After(now)
-	if err == nil && ok && (idempotent && !noCleanup || expired) {
+	if err == nil && ok && (idempotent && !noCleanup || m.endedAlone(c, now)) {
 		wctx = store.Lazy(ctx)
 	}
 	var stored bool
