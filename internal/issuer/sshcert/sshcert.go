@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"text/template"
 	"text/template/parse"
 	"time"
@@ -91,10 +90,6 @@ type Issuer struct {
 
 	mu sync.Mutex
 	ca ssh.Signer // cached after the first successful load
-
-	// signer is what Issue signs with, set after the first successful
-	// load: ca, with its public key's wire form computed once.
-	signer atomic.Pointer[signerRef]
 
 	// The KRL is public and unauthenticated: build it at most every
 	// krlMaxAge, so a flood of requests costs one lease listing.
@@ -272,62 +267,25 @@ func (is *Issuer) CA(ctx context.Context) (ssh.Signer, error) {
 	return s, nil
 }
 
-// signerRef holds the signer Issue uses.
-type signerRef struct{ s ssh.Signer }
-
-// issueSigner is CA with the public key's wire form cached: SignCert and
-// Certificate.Marshal each marshal the signature key again otherwise.
-// Signing is still the CA signer's own.
-func (is *Issuer) issueSigner(ctx context.Context) (ssh.Signer, error) {
-	if r := is.signer.Load(); r != nil {
-		return r.s, nil
-	}
-	ca, err := is.CA(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var s ssh.Signer = ca
-	// Both ssh.NewSignerFromSigner and ssh.NewSignerWithAlgorithms give a
-	// MultiAlgorithmSigner, the interface SignCert looks for first; keep
-	// any other signer as it is rather than hide what it implements.
-	if m, ok := ca.(ssh.MultiAlgorithmSigner); ok {
-		pub := ca.PublicKey()
-		s = caSigner{MultiAlgorithmSigner: m, pub: wireKey{PublicKey: pub, wire: pub.Marshal()},
-			algorithms: slices.Clip(m.Algorithms())}
-	}
-	is.signer.Store(&signerRef{s})
-	return s, nil
-}
-
-// caSigner is a CA signer whose PublicKey marshals from a cache and whose
-// Algorithms (a fresh slice per call otherwise) is computed once. SignCert
-// only reads them.
-type caSigner struct {
-	ssh.MultiAlgorithmSigner
-	pub        ssh.PublicKey
-	algorithms []string
-}
-
-func (s caSigner) PublicKey() ssh.PublicKey { return s.pub }
-
-func (s caSigner) Algorithms() []string { return s.algorithms }
-
-// capturedSigner is a caSigner that keeps what SignCert asked it to sign:
-// the certificate's wire form up to its signature field.
+// capturedSigner is a CA signer that keeps what SignCert asked it to
+// sign: the certificate's wire form up to its signature field.
 type capturedSigner struct {
-	caSigner
+	ssh.MultiAlgorithmSigner
 	signed []byte
 }
 
 func (s *capturedSigner) SignWithAlgorithm(r io.Reader, data []byte, algorithm string) (*ssh.Signature, error) {
 	s.signed = data
-	return s.caSigner.SignWithAlgorithm(r, data, algorithm)
+	return s.MultiAlgorithmSigner.SignWithAlgorithm(r, data, algorithm)
 }
 
-// capturing wraps ca, when it is a caSigner, to keep the signed bytes.
+// capturing wraps ca to keep the signed bytes. Both ssh.NewSignerFromSigner
+// and ssh.NewSignerWithAlgorithms give a MultiAlgorithmSigner, the
+// interface SignCert looks for first; any other signer is kept as it is
+// rather than hide what it implements.
 func capturing(ca ssh.Signer) (ssh.Signer, *capturedSigner) {
-	if cs, ok := ca.(caSigner); ok {
-		c := &capturedSigner{caSigner: cs}
+	if m, ok := ca.(ssh.MultiAlgorithmSigner); ok {
+		c := &capturedSigner{MultiAlgorithmSigner: m}
 		return c, c
 	}
 	return ca, nil
@@ -348,15 +306,6 @@ func certWire(cert *ssh.Certificate, c *capturedSigner) []byte {
 	out = binary.BigEndian.AppendUint32(out, uint32(len(sig)))
 	return append(out, sig...)
 }
-
-// wireKey is a public key with its wire form (Marshal) computed once. The
-// bytes are shared: ssh copies them and never writes to them.
-type wireKey struct {
-	ssh.PublicKey
-	wire []byte
-}
-
-func (k wireKey) Marshal() []byte { return k.wire }
 
 // CALine is the CA public key in authorized-keys form: the line an admin
 // puts in TrustedUserCAKeys (or after @cert-authority in known_hosts).
@@ -406,7 +355,6 @@ func (is *Issuer) Issue(ctx context.Context, req issuer.Request) (issuer.Result,
 		if pub, err = ParsePublicKey(text); err != nil {
 			return issuer.Result{}, err
 		}
-		pub = wireKey{PublicKey: pub, wire: pub.Marshal()}
 	} else {
 		p, priv, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
@@ -415,7 +363,6 @@ func (is *Issuer) Issue(ctx context.Context, req issuer.Request) (issuer.Result,
 		if pub, err = ssh.NewPublicKey(p); err != nil {
 			return issuer.Result{}, fmt.Errorf("sshcert %s: generate key: %w", is.cfg.Name, err)
 		}
-		pub = wireKey{PublicKey: pub, wire: pub.Marshal()}
 		block, err := ssh.MarshalPrivateKey(priv, "stint "+req.LeaseID)
 		if err != nil {
 			return issuer.Result{}, fmt.Errorf("sshcert %s: encode key: %w", is.cfg.Name, err)
@@ -427,7 +374,7 @@ func (is *Issuer) Issue(ctx context.Context, req issuer.Request) (issuer.Result,
 	if err != nil {
 		return issuer.Result{}, err
 	}
-	ca, err := is.issueSigner(ctx)
+	ca, err := is.CA(ctx)
 	if err != nil {
 		return issuer.Result{}, err
 	}
